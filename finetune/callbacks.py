@@ -1,0 +1,111 @@
+"""Trainer callbacks that make a run directory tell everything: status.json, metrics.jsonl, clean stops.
+
+    (used by finetune.train; nothing to run on its own)
+
+A plain Trainer killed by SIGTERM saves nothing. :class:`StopOnSignal` turns SIGTERM/SIGINT into "finish this
+step, save a checkpoint, stop", so Stop in the dashboard and Ctrl-C on the CLI both leave a resumable run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    """Readers never see a half-written file: write beside it, then rename over it."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, ensure_ascii=False, indent=1), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+class Status:
+    """``status.json`` of one run: read-modify-write, always atomically."""
+
+    def __init__(self, run_dir: Path):
+        self.path = run_dir / "status.json"
+
+    def read(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.path.read_text(encoding="utf-8"))
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {}
+
+    def update(self, **fields: Any) -> dict[str, Any]:
+        data = self.read() | fields | {"updated_at": now_iso()}
+        write_json_atomic(self.path, data)
+        return data
+
+
+class RunRecorder(TrainerCallback):
+    """Append one JSON line per log to metrics.jsonl and keep status.json's progress current."""
+
+    def __init__(self, run_dir: Path, status: Status):
+        self.metrics_path = run_dir / "metrics.jsonl"
+        self.status = status
+        self.start = time.monotonic()
+        self.last_tokens: tuple[float, float] | None = None  # (time, num_tokens) at the previous log
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.status.update(state="running", step=state.global_step, max_steps=state.max_steps)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not logs or not state.is_world_process_zero:
+            return
+        elapsed = time.monotonic() - self.start
+        row = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4), "elapsed": round(elapsed, 2)}
+        row |= {k: v for k, v in logs.items() if isinstance(v, (int, float))}
+        row |= self._throughput(logs, elapsed)
+        with self.metrics_path.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(row) + "\n")
+        if "loss" in logs:
+            print(
+                f"step {state.global_step}/{state.max_steps} epoch {row['epoch']:.2f} loss {logs['loss']:.4f} "
+                f"lr {logs.get('learning_rate', 0):.2e}",
+                flush=True,
+            )
+        self.status.update(
+            step=state.global_step, max_steps=state.max_steps, epoch=row["epoch"], loss=logs.get("loss")
+        )
+
+    def _throughput(self, logs: dict[str, Any], elapsed: float) -> dict[str, float]:
+        # TRL logs the running total of tokens seen as num_tokens; the rate is its change between logs.
+        if "num_tokens" not in logs:
+            return {}
+        current = (elapsed, float(logs["num_tokens"]))
+        previous, self.last_tokens = self.last_tokens, current
+        if previous is None or current[0] <= previous[0]:
+            return {}
+        return {"tokens_per_second": round((current[1] - previous[1]) / (current[0] - previous[0]), 1)}
+
+
+class StopOnSignal(TrainerCallback):
+    """SIGTERM or SIGINT -> save a checkpoint at the end of the current step and stop training."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._request)
+
+    def _request(self, signum, frame) -> None:
+        if self.requested:  # a second signal: the user really means it
+            raise KeyboardInterrupt
+        self.requested = True
+        print(f"received {signal.Signals(signum).name}: stopping after this step with a checkpoint", flush=True)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.requested:
+            control.should_save = True
+            control.should_training_stop = True
+        return control

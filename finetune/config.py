@@ -1,0 +1,428 @@
+"""THE config schema: one typed description of a run that the CLI, the page and the training process share.
+
+    python -m finetune plan presets/demo.yaml --training.learning_rate 1e-4
+
+A config is YAML with the sections below. Unknown keys are rejected with their path; each field's
+``description`` is its label, its help text, its ``--help`` line and its README row. An optional top-level
+``preset`` names a hyperparameter set under ``presets/hparams/`` whose values sit beneath the user's.
+``training`` takes ``transformers.TrainingArguments`` / ``trl.SFTConfig`` names: the common ones are typed
+here, any other field of those classes is accepted as is, and a field left unset keeps the library default,
+which :func:`effective` shows with its source.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from finetune import presets
+
+
+class ConfigError(ValueError):
+    """Bad configuration: ``problems`` holds (field path, message) pairs so a form can place each one."""
+
+    def __init__(self, problems: list[tuple[str, str]]):
+        self.problems = problems
+        super().__init__("\n".join(f"{path}: {msg}" if path else msg for path, msg in problems))
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(Section):
+    name_or_path: str = Field(
+        "builtin:tiny-llama",
+        description="Local folder or Hub id of the model to tune. 'builtin:tiny-llama' / 'builtin:tiny-gemma' "
+        "are tiny models Tuneboard builds locally for demos and tests.",
+    )
+    revision: str | None = Field(None, description="Hub branch, tag or commit to load (Hub ids only).")
+    dtype: Literal["auto", "bf16", "fp16", "fp32"] = Field(
+        "auto", description="Weights dtype when loading: auto = bf16 on a GPU that supports it, else fp32."
+    )
+    attn_implementation: str | None = Field(
+        None, description="Attention kernel: eager, sdpa or flash_attention_2. Empty = transformers' choice."
+    )
+    trust_remote_code: bool = Field(
+        False, description="Run Python code shipped with the model. Only for models whose authors you trust."
+    )
+    family: str | None = Field(
+        None, description="Model family preset (presets/models). Empty = detected from the model's config."
+    )
+
+
+class ColumnMap(Section):
+    messages: str | None = Field(None, description="Column with a list of chat messages (role/content).")
+    system: str | None = Field(None, description="Column with a per-record system prompt.")
+    prompt: str | None = Field(None, description="Column with the prompt / user turn.")
+    completion: str | None = Field(None, description="Column with the completion / assistant turn.")
+    instruction: str | None = Field(None, description="Alpaca instruction column.")
+    input: str | None = Field(None, description="Alpaca input (context) column.")
+    output: str | None = Field(None, description="Alpaca output column.")
+    text: str | None = Field(None, description="Column with plain text (task text or classification).")
+    label: str | None = Field(None, description="Column with the class label (classification).")
+
+
+Layout = Literal["auto", "messages", "alpaca", "prompt_completion", "text", "classification"]
+
+
+class DatasetConfig(Section):
+    path: str = Field(
+        "builtin:sample-chat",
+        description="A CSV/TSV/JSON/JSONL/Parquet file, a Hub dataset id ('org/name'), or "
+        "'builtin:NAME' for a sample bundled under presets/data.",
+    )
+    format: Literal["auto", "csv", "tsv", "json", "jsonl", "parquet", "txt", "hub"] = Field(
+        "auto", description="File format; auto = from the file extension (a non-file is a Hub id)."
+    )
+    layout: Layout = Field("auto", description="How records are laid out; auto = detected from the columns.")
+    columns: ColumnMap = Field(default_factory=ColumnMap, description="Which column plays which role.")
+    subset: str | None = Field(None, description="Hub dataset configuration name, if it has several.")
+    split: str = Field("train", description="Hub dataset split to train on.")
+    validation_split: float = Field(
+        0.0, ge=0.0, lt=1.0, description="Fraction of records held out for evaluation (0 = none)."
+    )
+    max_length: int = Field(
+        1024, ge=8, description="Longest record in tokens after templating; longer records are truncated."
+    )
+    max_records: int | None = Field(None, ge=1, description="Use only the first N records (quick trials).")
+
+
+class TemplateConfig(Section):
+    name: str = Field(
+        "auto",
+        description="Prompt format: a preset id (presets/templates), 'model' = the tokenizer's own chat "
+        "template, 'custom' = the Jinja below, 'auto' = the model family's template, else the model's own.",
+    )
+    custom: str | None = Field(None, description="Jinja chat template used when name is 'custom'.")
+    system_prompt: str | None = Field(
+        None, description="System message added to records that have none."
+    )
+    train_on: Literal["assistant", "all"] = Field(
+        "assistant", description="Which tokens carry loss: only assistant replies, or the whole conversation."
+    )
+
+
+class TokensConfig(Section):
+    add: list[str] = Field(default_factory=list, description="New tokens to add to the vocabulary.")
+    special: bool | dict[str, bool] = Field(
+        True,
+        description="Add as special tokens (never split, skipped when decoding with skip_special_tokens): "
+        "true/false for all, or a mapping token -> bool.",
+    )
+    init: Literal["mean_of_pieces", "mean"] = Field(
+        "mean_of_pieces",
+        description="New embedding rows start as the mean of the pieces the token used to split into, or the "
+        "mean of all rows.",
+    )
+    pad: Literal["auto", "add", "eos"] = Field(
+        "auto",
+        description="Pad token: auto = keep the model's own pad if it differs from EOS, else add '<|pad|>'; "
+        "eos = reuse EOS (can stop the model from learning to end).",
+    )
+
+    @field_validator("add")
+    @classmethod
+    def _tokens_not_blank(cls, tokens: list[str]) -> list[str]:
+        for tok in tokens:
+            if not tok or tok != tok.strip():
+                raise ValueError(f"token {tok!r} is empty or has surrounding spaces; remove it or trim it")
+        dupes = sorted({t for t in tokens if tokens.count(t) > 1})
+        if dupes:
+            raise ValueError(f"tokens listed twice: {', '.join(dupes)}")
+        return tokens
+
+    def is_special(self, token: str) -> bool:
+        if isinstance(self.special, bool):
+            return self.special
+        return self.special.get(token, True)
+
+
+class LoraConfig(Section):
+    r: int = Field(16, ge=1, le=1024, description="LoRA rank: size of the low-rank update (peft `r`).")
+    lora_alpha: int = Field(32, ge=1, description="LoRA scaling numerator; the update is scaled by alpha/r.")
+    lora_dropout: float = Field(0.05, ge=0.0, lt=1.0, description="Dropout on the LoRA branch.")
+    target_modules: str | list[str] = Field(
+        "all-linear", description="Modules that get adapters: 'all-linear' or a list of module names."
+    )
+
+
+class TrainingConfig(BaseModel):
+    """`TrainingArguments` / `SFTConfig` names. Unset (None) = the library default, shown by `effective`."""
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+
+    num_train_epochs: float | None = Field(None, gt=0, description="Passes over the training data.")
+    max_steps: int | None = Field(None, description="Stop after this many optimizer steps (-1 = use epochs).")
+    per_device_train_batch_size: int | None = Field(None, ge=1, description="Records per micro-batch per GPU.")
+    per_device_eval_batch_size: int | None = Field(None, ge=1, description="Records per evaluation batch.")
+    gradient_accumulation_steps: int | None = Field(
+        None, ge=1, description="Micro-batches summed before each optimizer update (bigger effective batch)."
+    )
+    gradient_checkpointing: bool | None = Field(
+        None, description="Recompute activations in the backward pass: less memory, ~30% slower."
+    )
+    optim: str | None = Field(None, description="Optimizer, e.g. adamw_torch_fused, adamw_8bit, sgd.")
+    learning_rate: float | None = Field(None, gt=0, le=1, description="Peak learning rate.")
+    weight_decay: float | None = Field(None, ge=0, description="Decoupled weight decay (AdamW).")
+    lr_scheduler_type: str | None = Field(
+        None, description="Learning-rate schedule after warmup: linear, cosine, constant, ..."
+    )
+    warmup_ratio: float | None = Field(
+        None,
+        ge=0,
+        lt=1,
+        description="Fraction of optimizer steps spent warming up. transformers 5 folded this into "
+        "warmup_steps (a value below 1 is a ratio); Tuneboard passes it that way.",
+    )
+    warmup_steps: float | None = Field(None, ge=0, description="Warmup length in optimizer steps.")
+    max_grad_norm: float | None = Field(None, ge=0, description="Clip gradients to this norm (0 = no clipping).")
+    bf16: bool | None = Field(
+        None, description="bfloat16 mixed precision. Unset = on where the GPU supports it, off on CPU."
+    )
+    fp16: bool | None = Field(None, description="float16 mixed precision (older GPUs without bf16).")
+    tf32: bool | None = Field(None, description="TensorFloat-32 matmuls on Ampere+ GPUs.")
+    logging_steps: float | None = Field(None, gt=0, description="Log loss every N steps.")
+    save_strategy: Literal["no", "steps", "epoch", "best"] | None = Field(
+        None, description="When to save checkpoints."
+    )
+    save_steps: float | None = Field(None, gt=0, description="Checkpoint every N steps (save_strategy=steps).")
+    save_total_limit: int | None = Field(None, ge=1, description="Keep at most N checkpoints.")
+    eval_strategy: Literal["no", "steps", "epoch"] | None = Field(None, description="When to evaluate.")
+    eval_steps: float | None = Field(None, gt=0, description="Evaluate every N steps (eval_strategy=steps).")
+    push_to_hub: bool | None = Field(None, description="Upload the result to the Hub (needs HF_TOKEN).")
+    hub_model_id: str | None = Field(None, description="Hub repository to push to.")
+    report_to: str | list[str] | None = Field(None, description="Loggers: tensorboard, wandb, none, ...")
+    seed: int | None = Field(None, ge=0, description="Random seed for shuffling, dropout and init.")
+    packing: bool | None = Field(None, description="Pack several short records into one sequence (SFT).")
+
+    @model_validator(mode="after")
+    def _known_extra_names(self) -> TrainingConfig:
+        allowed = library_fields()
+        for name in (self.model_extra or {}):
+            if name in FORBIDDEN_TRAINING:
+                raise ValueError(f"training.{name} is not accepted: {FORBIDDEN_TRAINING[name]}")
+            if name not in allowed:
+                close = difflib.get_close_matches(name, sorted(allowed), n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise ValueError(f"training.{name} is not a TrainingArguments/SFTConfig field{hint}")
+        return self
+
+
+# Fields the training process owns (or that would leak secrets into checkpoints).
+FORBIDDEN_TRAINING = {
+    "output_dir": "the run directory is chosen by Tuneboard (`--run-dir` on the CLI)",
+    "logging_dir": "TensorBoard files go to RUN_DIR/tensorboard",
+    "hub_token": "set HF_TOKEN in the environment; a token here would be pickled into every checkpoint",
+    "max_length": "use dataset.max_length",
+    "assistant_only_loss": "use template.train_on",
+    "completion_only_loss": "use template.train_on",
+    "trust_remote_code": "use model.trust_remote_code",
+    "model_init_kwargs": "use the model section",
+}
+
+
+class Config(Section):
+    preset: str | None = Field(None, description="Hyperparameter preset id (presets/hparams) used as defaults.")
+    task: Literal["sft", "text", "classification"] = Field(
+        "sft", description="sft = instruction/chat tuning; text = next-token training on plain text; "
+        "classification = text -> label."
+    )
+    method: Literal["full", "lora", "qlora"] = Field(
+        "lora", description="full = train every weight; lora = small adapters; qlora = LoRA on a 4-bit model (GPU)."
+    )
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    dataset: DatasetConfig = Field(default_factory=DatasetConfig)
+    template: TemplateConfig = Field(default_factory=TemplateConfig)
+    tokens: TokensConfig = Field(default_factory=TokensConfig)
+    lora: LoraConfig = Field(default_factory=LoraConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    # Where each value came from: dotted path -> "user" or "preset:<id>" (everything else is a default).
+    _sources: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _combinations(self) -> Config:
+        if self.tokens.add and self.method != "full" and (self.training.weight_decay or 0) > 0:
+            raise ValueError(
+                "training.weight_decay > 0 with tokens.add under LoRA would shrink the frozen embedding rows; "
+                "set training.weight_decay: 0 or use method: full"
+            )
+        if self.task == "classification" and self.tokens.add:
+            raise ValueError("tokens.add is for generative tasks (sft, text); remove it for classification")
+        return self
+
+    def source(self, path: str) -> str:
+        return self._sources.get(path, "default")
+
+    def to_yaml(self) -> str:
+        """The config as the user gave it (preset values stay referenced by ``preset:``, not copied)."""
+        return dump_yaml(self.user_dict())
+
+    def user_dict(self) -> dict[str, Any]:
+        data = self.model_dump(mode="json")
+        out: dict[str, Any] = {}
+        for path, src in self._sources.items():
+            if src == "user":
+                try:
+                    set_path(out, path, get_path(data, path))
+                except KeyError:  # extra training.* names live in model_extra, dumped alongside
+                    pass
+        return out
+
+
+def library_fields() -> set[str]:
+    """Every field name `trl.SFTConfig` accepts (a superset of `TrainingArguments`)."""
+    from trl import SFTConfig
+
+    return {f.name for f in dataclasses.fields(SFTConfig) if f.init}
+
+
+# ---------------------------------------------------------------- loading and merging
+
+
+def load(path: str | Path, overrides: list[str] | dict[str, Any] | None = None) -> Config:
+    """Read a YAML config, lay its preset beneath it and the overrides on top, and validate."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError([("", f"config file {path} does not exist")]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError([("", f"{path} is not valid YAML: {exc}")]) from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError([("", f"{path} must hold a mapping of sections (model:, dataset:, ...)")])
+    return from_dict(raw, overrides)
+
+
+def from_dict(raw: dict[str, Any], overrides: list[str] | dict[str, Any] | None = None) -> Config:
+    user = copy.deepcopy(raw)
+    items = parse_overrides(overrides) if isinstance(overrides, list) else (overrides or {})
+    for dotted, value in items.items():
+        set_path(user, dotted, value)
+    preset_id = user.get("preset")
+    preset = preset_values(preset_id)
+    config = validate(deep_merge(preset, user))
+    config._sources = {p: f"preset:{preset_id}" for p in flatten(preset)} | {p: "user" for p in flatten(user)}
+    return config
+
+
+def validate(data: dict[str, Any]) -> Config:
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError([_problem(err) for err in exc.errors()]) from None
+
+
+def _problem(err: dict[str, Any]) -> tuple[str, str]:
+    path = ".".join(str(p) for p in err["loc"])
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key; remove it or check the spelling"
+    elif "input" in err and err["type"] != "missing" and not isinstance(err["input"], dict):
+        msg = f"{msg} (got {err['input']!r})"
+    return path, msg
+
+
+def preset_values(preset_id: str | None) -> dict[str, Any]:
+    if not preset_id:
+        return {}
+    try:
+        data = presets.load("hparams", preset_id)
+    except presets.PresetError as exc:
+        raise ConfigError([("preset", str(exc))]) from None
+    return data.get("values", {})
+
+
+def parse_overrides(args: list[str]) -> dict[str, Any]:
+    """``['--training.learning_rate', '1e-4', '--dataset.path=x.csv']`` -> {dotted: typed value}."""
+    out: dict[str, Any] = {}
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if not arg.startswith("--") or len(arg) < 3:
+            raise ConfigError([("", f"expected --section.key VALUE, got {arg!r}")])
+        key, sep, value = arg[2:].partition("=")
+        if not sep:
+            if i + 1 >= len(args):
+                raise ConfigError([(key, "missing value after the flag")])
+            value, i = args[i + 1], i + 1
+        out[key] = yaml.safe_load(value) if value != "" else None
+        i += 1
+    return out
+
+
+def set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = data
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError([(dotted, f"{part} is not a section")])
+    node[parts[-1]] = value
+
+
+def get_path(data: dict[str, Any], dotted: str) -> Any:
+    node: Any = data
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            raise KeyError(dotted)
+        node = node[part]
+    return node
+
+
+def deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, f"{path}."))
+        else:
+            out[path] = value
+    return out
+
+
+def dump_yaml(data: Any) -> str:
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+
+
+def describe_fields() -> list[tuple[str, str, Any]]:
+    """(path, description, default) for every schema field: the source of --help text and the README table."""
+    rows: list[tuple[str, str, Any]] = []
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        for name, info in model.model_fields.items():
+            ann = info.annotation
+            if isinstance(ann, type) and issubclass(ann, BaseModel):
+                walk(ann, f"{prefix}{name}.")
+            else:
+                default = None if info.default_factory else info.default
+                rows.append((f"{prefix}{name}", info.description or "", default))
+
+    walk(Config, "")
+    return rows

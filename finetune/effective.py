@@ -1,0 +1,142 @@
+"""Every value a run will use, library defaults included, each with where it came from.
+
+    python -m finetune plan presets/demo.yaml        # prints this table among the rest
+
+The training process builds its ``SFTConfig`` / ``TrainingArguments`` with :func:`training_args`, and
+:func:`effective` reads every field back from that same object, so what the page and ``plan`` show is exactly
+what the trainer gets. Sources: ``user``, ``preset:<id>``, ``tuneboard`` (a value Tuneboard derives, with why),
+``default`` (our schema's default) and ``library`` (trl/transformers' own default).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+from finetune.config import Config, ConfigError, flatten
+
+RUN_DIR_PLACEHOLDER = "RUN_DIR"
+
+
+@dataclass(frozen=True)
+class Value:
+    path: str
+    value: Any
+    source: str
+
+
+def args_class(config: Config) -> type:
+    if config.task == "classification":
+        from transformers import TrainingArguments
+
+        return TrainingArguments
+    from trl import SFTConfig
+
+    return SFTConfig
+
+
+def training_kwargs(config: Config, *, cuda: bool, bf16_ok: bool, has_eval: bool) -> dict[str, Value]:
+    """The keyword arguments for the args class, each with its source."""
+    kw: dict[str, Value] = {}
+    given = config.training.model_dump(exclude_none=True)
+    for name, value in given.items():
+        kw[name] = Value(f"training.{name}", value, config.source(f"training.{name}"))
+
+    def derive(name: str, value: Any, why: str) -> None:
+        kw[name] = Value(f"training.{name}", value, f"tuneboard: {why}")
+
+    _precision(config, kw, derive, cuda=cuda, bf16_ok=bf16_ok)
+    if "warmup_ratio" in kw:
+        ratio = kw.pop("warmup_ratio")
+        if "warmup_steps" not in kw:  # transformers 5 reads a warmup_steps below 1 as a ratio
+            kw["warmup_steps"] = Value("training.warmup_steps", ratio.value, f"{ratio.source} (warmup_ratio)")
+    if "report_to" not in kw:
+        derive("report_to", ["tensorboard"], "TensorBoard event files in RUN_DIR/tensorboard")
+    if not cuda:
+        derive("use_cpu", True, "no GPU found")
+    if "disable_tqdm" not in kw:
+        derive("disable_tqdm", True, "progress goes to train.log as one line per logging step")
+    if has_eval and "eval_strategy" not in kw:
+        derive("eval_strategy", "epoch", "dataset.validation_split > 0")
+    if config.task == "classification":
+        return kw
+    derive("max_length", config.dataset.max_length, "dataset.max_length")
+    if config.task == "sft":
+        derive("assistant_only_loss", config.template.train_on == "assistant", f"template.train_on: {config.template.train_on}")
+    else:
+        derive("dataset_text_field", "text", "task text trains on the text column")
+    return kw
+
+
+def _precision(config: Config, kw: dict[str, Value], derive, *, cuda: bool, bf16_ok: bool) -> None:
+    bf16, fp16 = config.training.bf16, config.training.fp16
+    problems = []
+    if bf16 and not bf16_ok:
+        problems.append(("training.bf16", "true needs a GPU with bfloat16 support; set it to false (or leave it unset)"))
+    if fp16 and not cuda:
+        problems.append(("training.fp16", "true needs a CUDA GPU; set it to false on CPU"))
+    if bf16 and fp16:
+        problems.append(("training.fp16", "bf16 and fp16 are both on; keep one"))
+    if problems:
+        raise ConfigError(problems)
+    if bf16 is None:
+        on = bf16_ok and not fp16
+        derive("bf16", on, "auto: the GPU supports bf16" if on else "auto: no bf16 on this device")
+    if config.training.tf32 is None and cuda:
+        derive("tf32", bf16_ok, "auto: on for Ampere and newer GPUs")
+
+
+def training_args(config: Config, run_dir: str, *, cuda: bool, bf16_ok: bool, has_eval: bool) -> Any:
+    kw = training_kwargs(config, cuda=cuda, bf16_ok=bf16_ok, has_eval=has_eval)
+    values = {name: v.value for name, v in kw.items()}
+    try:
+        return args_class(config)(output_dir=run_dir, **values)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError([("training", str(exc).splitlines()[0])]) from None
+
+
+def effective(config: Config, *, cuda: bool = False, bf16_ok: bool = False, has_eval: bool | None = None) -> list[Value]:
+    """Every value the run uses: our schema's sections, then every field of the trainer arguments."""
+    if has_eval is None:
+        has_eval = config.dataset.validation_split > 0
+    rows = [
+        Value(path, value, config.source(path))
+        for path, value in flatten(config.model_dump(mode="json", exclude={"training"})).items()
+    ]
+    kw = training_kwargs(config, cuda=cuda, bf16_ok=bf16_ok, has_eval=has_eval)
+    args = training_args(config, RUN_DIR_PLACEHOLDER, cuda=cuda, bf16_ok=bf16_ok, has_eval=has_eval)
+    library = args_class(config).__name__
+    for f in dataclasses.fields(args):
+        if not f.init or f.name in {"hub_token"}:
+            continue
+        value = _plain(getattr(args, f.name))
+        source = kw[f.name].source if f.name in kw else f"library: {library} default"
+        if f.name == "output_dir":
+            source = "tuneboard: the run directory"
+        rows.append(Value(f"training.{f.name}", value, source))
+    return rows
+
+
+def _plain(value: Any) -> Any:
+    """Enums and other objects as YAML-friendly scalars."""
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if value is None or isinstance(value, (int, float, str, bool)):
+        return value
+    return str(value)
+
+
+def as_yaml_dict(rows: list[Value]) -> dict[str, Any]:
+    """Nested dict of the effective values (the run directory's effective_config.yaml)."""
+    from finetune.config import set_path
+
+    out: dict[str, Any] = {}
+    for row in rows:
+        set_path(out, row.path, row.value)
+    return out

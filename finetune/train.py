@@ -1,0 +1,210 @@
+"""The training process: one config in, one run directory out. Read it top to bottom.
+
+    python -m finetune train presets/demo.yaml [--training.learning_rate 1e-4 ...] [--run-dir DIR] [--resume]
+
+What it does, in order:
+1. Preflight (finetune.preflight): tokenizer, new tokens, template, dataset. A failure here writes nothing.
+2. Creates RUN_DIR with config.yaml (as given), effective_config.yaml (every value, library defaults too),
+   template.jinja (the resolved chat template) and status.json (state, pid, progress).
+3. Loads the model (dtype per device; 4-bit for qlora), resizes embeddings for new tokens, adds LoRA and
+   makes the new token rows trainable in the input embedding and the output head.
+4. Trains with TRL's SFTTrainer (sft, text) or transformers' Trainer (classification), writing
+   metrics.jsonl, TensorBoard events under RUN_DIR/tensorboard, and checkpoint-N folders.
+5. Saves the model or adapter + tokenizer + trainer_state.json to RUN_DIR/final.
+SIGTERM / Ctrl-C stop at the end of the current step with a checkpoint (state ``stopped``); any exception
+marks the run ``failed`` with a one-line reason and the last log lines. Refused: qlora without a CUDA GPU and
+bitsandbytes; bf16/fp16 where the device lacks them; tokens.add for classification.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from finetune import callbacks, effective, model, preflight, tokens
+from finetune.config import Config, dump_yaml
+
+FINAL_DIR = "final"
+
+
+def default_run_dir(config: Config) -> Path:
+    home = Path(os.environ.get("TUNEBOARD_HOME", "tuneboard_home"))
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    name = Path(config.model.name_or_path.replace("builtin:", "")).name
+    return home / "runs" / f"{stamp}-{config.task}-{name}"
+
+
+def main(config: Config, run_dir: Path | None = None, *, resume: bool = False) -> int:
+    """Train; returns the process exit code (0 finished or stopped, 1 failed)."""
+    checked = preflight.run(config)  # raises before anything is written
+    device = model.detect_device()
+    run_dir = Path(run_dir or default_run_dir(config))
+    checkpoint = last_checkpoint(run_dir) if resume else None
+    if resume and checkpoint is None:
+        print(f"no complete checkpoint in {run_dir}: starting from the beginning", flush=True)
+    status = callbacks.Status(run_dir)
+    write_run_files(run_dir, config, checked, device)
+    _tee_output(run_dir)
+    status.update(state="running", pid=os.getpid(), started_at=callbacks.now_iso(), ended_at=None, reason=None)
+    try:
+        trainer, stopper = build_trainer(config, checked, device, run_dir)
+        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        if stopper.requested:
+            status.update(state="stopped", ended_at=callbacks.now_iso(), checkpoint=_name(last_checkpoint(run_dir)))
+            return 0
+        save_final(trainer, checked.tokenizer, run_dir / FINAL_DIR)
+        status.update(state="finished", ended_at=callbacks.now_iso(), final=FINAL_DIR)
+        print(f"finished: {run_dir / FINAL_DIR}", flush=True)
+        return 0
+    except BaseException as exc:  # noqa: BLE001 - every way of dying must end in status.json
+        traceback.print_exc()
+        status.update(state="failed", ended_at=callbacks.now_iso(), reason=_reason(exc), log_tail=_tail(run_dir))
+        return 1
+
+
+def write_run_files(run_dir: Path, config: Config, checked: preflight.Checked, device: model.Device) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(config.to_yaml(), encoding="utf-8")
+    rows = effective.effective(
+        config, cuda=device.kind == "cuda", bf16_ok=device.bf16, has_eval=checked.dataset.eval is not None
+    )
+    (run_dir / "effective_config.yaml").write_text(dump_yaml(effective.as_yaml_dict(rows)), encoding="utf-8")
+    if checked.template is not None:
+        (run_dir / "template.jinja").write_text(checked.template.source, encoding="utf-8")
+
+
+def build_trainer(config: Config, checked: preflight.Checked, device: model.Device, run_dir: Path):
+    # transformers 5 removed TrainingArguments.logging_dir; the TensorBoard callback reads this variable.
+    os.environ["TENSORBOARD_LOGGING_DIR"] = str(run_dir / "tensorboard")
+    has_eval = checked.dataset.eval is not None
+    args = effective.training_args(
+        config, str(run_dir), cuda=device.kind == "cuda", bf16_ok=device.bf16, has_eval=has_eval
+    )
+    num_labels = len(checked.dataset.label_names or []) or None
+    net = model.load_model(config, device, num_labels=num_labels)
+    tokens.resize_and_init(net, checked.tokenizer, checked.token_changes, config.tokens.init)
+    net.config.pad_token_id = checked.tokenizer.pad_token_id
+    if config.method != "full":
+        net = add_lora(net, config, checked.token_changes.new_ids)
+    stopper = callbacks.StopOnSignal()
+    recorder = callbacks.RunRecorder(run_dir, callbacks.Status(run_dir))
+    if config.task == "classification":
+        return _quiet(_classifier_trainer(net, args, checked, [recorder, stopper])), stopper
+    from trl import SFTTrainer
+
+    trainer = SFTTrainer(
+        model=net,
+        args=args,
+        train_dataset=checked.dataset.train,
+        eval_dataset=checked.dataset.eval,
+        processing_class=checked.tokenizer,
+        callbacks=[recorder, stopper],
+    )
+    return _quiet(trainer), stopper
+
+
+def _quiet(trainer: Any) -> Any:
+    """RunRecorder prints one line per log; transformers' PrinterCallback would print each dict again."""
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)
+    return trainer
+
+
+def add_lora(net: Any, config: Config, new_token_ids: list[int]) -> Any:
+    from peft import get_peft_model, prepare_model_for_kbit_training
+
+    if config.method == "qlora":
+        net = prepare_model_for_kbit_training(net, use_gradient_checkpointing=bool(config.training.gradient_checkpointing))
+    net = get_peft_model(net, model.lora_config(config))
+    tokens.train_new_rows(net, new_token_ids)
+    trainable, total = net.get_nb_trainable_parameters()
+    print(f"LoRA: {trainable:,} trainable of {total:,} parameters ({100 * trainable / total:.2f}%)", flush=True)
+    return net
+
+
+def _classifier_trainer(net: Any, args: Any, checked: preflight.Checked, cbs: list) -> Any:
+    from transformers import DataCollatorWithPadding, Trainer
+
+    names = checked.dataset.label_names or []
+    net.config.id2label = dict(enumerate(names))
+    net.config.label2id = {n: i for i, n in enumerate(names)}
+    tok, max_length = checked.tokenizer, checked.config.dataset.max_length
+
+    def encode(batch: dict[str, list]) -> dict[str, list]:
+        return tok(batch["text"], truncation=True, max_length=max_length)
+
+    train = checked.dataset.train.map(encode, batched=True, remove_columns=["text"])
+    evals = checked.dataset.eval.map(encode, batched=True, remove_columns=["text"]) if checked.dataset.eval else None
+    return Trainer(
+        model=net,
+        args=args,
+        train_dataset=train,
+        eval_dataset=evals,
+        processing_class=tok,
+        data_collator=DataCollatorWithPadding(tok),
+        callbacks=cbs,
+    )
+
+
+def save_final(trainer: Any, tokenizer: Any, out: Path) -> None:
+    """The standard Hugging Face layout: model or adapter, tokenizer, trainer_state.json."""
+    trainer.save_model(str(out))
+    tokenizer.save_pretrained(str(out))
+    trainer.state.save_to_json(str(out / "trainer_state.json"))
+
+
+def last_checkpoint(run_dir: Path) -> Path | None:
+    """The newest complete checkpoint: trainer_state.json is written last, so its presence means complete."""
+    done = [p for p in run_dir.glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
+    return max(done, key=lambda p: int(p.name.split("-")[-1]), default=None)
+
+
+def _name(path: Path | None) -> str | None:
+    return path.name if path else None
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted before a checkpoint could be saved"
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".strip().rstrip(":")[:500]
+
+
+def _tail(run_dir: Path, lines: int = 20) -> list[str]:
+    sys.stdout.flush()
+    log = run_dir / "train.log"
+    if not log.is_file():
+        return []
+    return log.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:]
+
+
+class _Tee:
+    def __init__(self, *streams: Any):
+        self.streams = streams
+
+    def write(self, text: str) -> int:
+        for s in self.streams:
+            s.write(text)
+            s.flush()
+        return len(text)
+
+    def flush(self) -> None:
+        for s in self.streams:
+            s.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+
+def _tee_output(run_dir: Path) -> None:
+    """On the CLI, copy stdout/stderr to train.log; the job supervisor redirects them to it itself."""
+    if os.environ.get("TUNEBOARD_SUPERVISED"):
+        return
+    log = (run_dir / "train.log").open("a", encoding="utf-8", buffering=1)
+    sys.stdout = _Tee(sys.__stdout__, log)
+    sys.stderr = _Tee(sys.__stderr__, log)
