@@ -61,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     tok.add_argument("--text", required=True, help="sample text to tokenize")
 
     sub.add_parser("presets", help="list the presets (templates, model families, hyperparameter sets)")
+    sub.add_parser("schema", help="print the config keys as a Markdown table (the README's reference)")
     return parser
 
 
@@ -150,7 +151,20 @@ def cmd_presets(args: argparse.Namespace, rest: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "plan": cmd_plan, "render": cmd_render, "tokens": cmd_tokens, "presets": cmd_presets}
+def cmd_schema(args: argparse.Namespace, rest: list[str]) -> int:
+    print(schema_markdown(), end="")
+    return 0
+
+
+def schema_markdown() -> str:
+    rows = ["| key | default | meaning |", "| --- | --- | --- |"]
+    for path, desc, default in cfg.describe_fields():
+        rows.append(f"| `{path}` | `{default!r}` | {desc.replace('|', '/')} |")
+    rows.append("| `training.<any TrainingArguments / SFTConfig field>` | library default | passed through as is |")
+    return "\n".join(rows) + "\n"
+
+
+COMMANDS = {"schema": cmd_schema, "train": cmd_train, "plan": cmd_plan, "render": cmd_render, "tokens": cmd_tokens, "presets": cmd_presets}
 
 if __name__ == "__main__":
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -9,6 +9,7 @@ step, save a checkpoint, stop", so Stop in the dashboard and Ctrl-C on the CLI b
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import time
@@ -56,6 +57,7 @@ class RunRecorder(TrainerCallback):
         self.status = status
         self.start = time.monotonic()
         self.last_tokens: tuple[float, float] | None = None  # (time, num_tokens) at the previous log
+        self.diverged_at: int | None = None  # step where the loss became NaN/inf
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.status.update(state="running", step=state.global_step, max_steps=state.max_steps)
@@ -78,6 +80,12 @@ class RunRecorder(TrainerCallback):
         self.status.update(
             step=state.global_step, max_steps=state.max_steps, epoch=row["epoch"], loss=logs.get("loss")
         )
+        loss = logs.get("loss")
+        if isinstance(loss, float) and not math.isfinite(loss):
+            # Training on after a NaN only burns GPU time: every later step is NaN too.
+            self.diverged_at = state.global_step
+            control.should_training_stop = True
+        return control
 
     def _throughput(self, logs: dict[str, Any], elapsed: float) -> dict[str, float]:
         # TRL logs the running total of tokens seen as num_tokens; the rate is its change between logs.

@@ -51,8 +51,15 @@ def main(config: Config, run_dir: Path | None = None, *, resume: bool = False) -
     _tee_output(run_dir)
     status.update(state="running", pid=os.getpid(), started_at=callbacks.now_iso(), ended_at=None, reason=None)
     try:
-        trainer, stopper = build_trainer(config, checked, device, run_dir)
+        trainer, stopper, recorder = build_trainer(config, checked, device, run_dir)
         trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        if recorder.diverged_at is not None:
+            reason = (
+                f"loss became NaN/inf at step {recorder.diverged_at}: lower training.learning_rate, "
+                "keep training.max_grad_norm on, or switch fp16 to bf16"
+            )
+            status.update(state="failed", ended_at=callbacks.now_iso(), reason=reason, log_tail=_tail(run_dir))
+            return 1
         if stopper.requested:
             status.update(state="stopped", ended_at=callbacks.now_iso(), checkpoint=_name(last_checkpoint(run_dir)))
             return 0
@@ -93,7 +100,7 @@ def build_trainer(config: Config, checked: preflight.Checked, device: model.Devi
     stopper = callbacks.StopOnSignal()
     recorder = callbacks.RunRecorder(run_dir, callbacks.Status(run_dir))
     if config.task == "classification":
-        return _quiet(_classifier_trainer(net, args, checked, [recorder, stopper])), stopper
+        return _quiet(_classifier_trainer(net, args, checked, [recorder, stopper])), stopper, recorder
     from trl import SFTTrainer
 
     trainer = SFTTrainer(
@@ -104,7 +111,7 @@ def build_trainer(config: Config, checked: preflight.Checked, device: model.Devi
         processing_class=checked.tokenizer,
         callbacks=[recorder, stopper],
     )
-    return _quiet(trainer), stopper
+    return _quiet(trainer), stopper, recorder
 
 
 def _quiet(trainer: Any) -> Any:

@@ -1,0 +1,47 @@
+# Tuneboard's two entry points, and the steps they share (Dockerfile and .ci/run call the same targets).
+#   make run    start the dashboard on the embedded default (tiny local model + bundled sample data)
+#   make test   run the whole test suite: lint, engine, UI and browser tests
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 7860
+
+.PHONY: run test setup setup-dev browser lint demo bench clean
+
+run: setup
+	$(BIN)/python app.py --host $(HOST) --port $(PORT)
+
+test: setup-dev browser
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q --durations=15
+
+demo: setup  ## the engine alone: train presets/demo.yaml on the CLI
+	$(BIN)/python -m finetune train presets/demo.yaml
+
+bench: setup
+	$(BIN)/python bench/bench_train.py
+
+setup: $(VENV)/.installed
+setup-dev: $(VENV)/.installed-dev
+
+$(VENV)/.installed: requirements.txt
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements.txt
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
+	$(BIN)/pip install -q -r requirements-dev.txt
+	touch $@
+
+# Browser tests drive Debian's chromium (playwright's own browser download cannot work offline).
+browser:
+	@test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+
+lint: setup-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache tests/.artifacts
