@@ -25,9 +25,13 @@ EXIT_BAD_INPUT = 2
 
 
 def _fields_epilog() -> str:
-    rows = [f"  --{path} (default: {default!r})\n      {desc}" for path, desc, default in cfg.describe_fields()]
-    return "config keys, settable in the YAML or as overrides:\n" + "\n".join(rows) + (
-        "\n  --training.<any TrainingArguments / SFTConfig field>\n      unset = the library default"
+    rows = [
+        f"  --{path} (default: {default!r})\n      {desc}" for path, desc, default in cfg.describe_fields()
+    ]
+    return (
+        "config keys, settable in the YAML or as overrides:\n"
+        + "\n".join(rows)
+        + ("\n  --training.<any TrainingArguments / SFTConfig field>\n      unset = the library default")
     )
 
 
@@ -36,25 +40,42 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m finetune", description=__doc__, formatter_class=fmt)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    train = sub.add_parser("train", help="train a model from a config", epilog=_fields_epilog(), formatter_class=fmt)
+    train = sub.add_parser(
+        "train", help="train a model from a config", epilog=_fields_epilog(), formatter_class=fmt
+    )
     train.add_argument("config", type=Path, help="YAML config (e.g. presets/demo.yaml)")
-    train.add_argument("--run-dir", type=Path, default=None,
-                       help="run directory (default: $TUNEBOARD_HOME/runs/<time>-<task>-<model>)")
-    train.add_argument("--resume", action="store_true",
-                       help="continue from the newest complete checkpoint in the run directory (default: off)")
+    train.add_argument(
+        "--run-dir",
+        type=Path,
+        default=None,
+        help="run directory (default: $TUNEBOARD_HOME/runs/<time>-<task>-<model>)",
+    )
+    train.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the newest complete checkpoint in the run directory (default: off)",
+    )
 
-    plan = sub.add_parser("plan", help="show what a config will do; trains nothing",
-                          epilog=_fields_epilog(), formatter_class=fmt)
+    plan = sub.add_parser(
+        "plan",
+        help="show what a config will do; trains nothing",
+        epilog=_fields_epilog(),
+        formatter_class=fmt,
+    )
     plan.add_argument("config", type=Path, help="YAML config")
     plan.add_argument("--json", action="store_true", help="print the step arithmetic as JSON (default: text)")
 
     render = sub.add_parser("render", help="render JSON chat messages from stdin with a template")
-    render.add_argument("--template", required=True,
-                        help=f"template preset id: {', '.join(presets.names('templates'))}")
+    render.add_argument(
+        "--template", required=True, help=f"template preset id: {', '.join(presets.names('templates'))}"
+    )
     render.add_argument("--bos", default="", help="BOS token string the template may emit (default: '')")
     render.add_argument("--eos", default="", help="EOS token string the template may emit (default: '')")
-    render.add_argument("--add-generation-prompt", action="store_true",
-                        help="end with the assistant header, as for inference (default: off)")
+    render.add_argument(
+        "--add-generation-prompt",
+        action="store_true",
+        help="end with the assistant header, as for inference (default: off)",
+    )
 
     tok = sub.add_parser("tokens", help="show how text tokenizes before and after the config's new tokens")
     tok.add_argument("config", type=Path, help="YAML config")
@@ -160,11 +181,20 @@ def schema_markdown() -> str:
     rows = ["| key | default | meaning |", "| --- | --- | --- |"]
     for path, desc, default in cfg.describe_fields():
         rows.append(f"| `{path}` | `{default!r}` | {desc.replace('|', '/')} |")
-    rows.append("| `training.<any TrainingArguments / SFTConfig field>` | library default | passed through as is |")
+    rows.append(
+        "| `training.<any TrainingArguments / SFTConfig field>` | library default | passed through as is |"
+    )
     return "\n".join(rows) + "\n"
 
 
-COMMANDS = {"schema": cmd_schema, "train": cmd_train, "plan": cmd_plan, "render": cmd_render, "tokens": cmd_tokens, "presets": cmd_presets}
+COMMANDS = {
+    "schema": cmd_schema,
+    "train": cmd_train,
+    "plan": cmd_plan,
+    "render": cmd_render,
+    "tokens": cmd_tokens,
+    "presets": cmd_presets,
+}
 
 if __name__ == "__main__":
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

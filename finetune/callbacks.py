@@ -13,7 +13,7 @@ import math
 import os
 import signal
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from transformers import TrainerCallback
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
@@ -73,7 +73,8 @@ class RunRecorder(TrainerCallback):
             fh.write(json.dumps(row) + "\n")
         if "loss" in logs:
             print(
-                f"step {state.global_step}/{state.max_steps} epoch {row['epoch']:.2f} loss {logs['loss']:.4f} "
+                f"step {state.global_step}/{state.max_steps} epoch {row['epoch']:.2f} "
+                f"loss {logs['loss']:.4f} "
                 f"lr {logs.get('learning_rate', 0):.2e}",
                 flush=True,
             )
@@ -110,7 +111,9 @@ class StopOnSignal(TrainerCallback):
         if self.requested:  # a second signal: the user really means it
             raise KeyboardInterrupt
         self.requested = True
-        print(f"received {signal.Signals(signum).name}: stopping after this step with a checkpoint", flush=True)
+        print(
+            f"received {signal.Signals(signum).name}: stopping after this step with a checkpoint", flush=True
+        )
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.requested:

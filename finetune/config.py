@@ -30,6 +30,7 @@ from pydantic import (
 )
 
 from finetune import presets
+from finetune.presets import load_yaml
 
 
 class ConfigError(ValueError):
@@ -47,7 +48,8 @@ class Section(BaseModel):
 class ModelConfig(Section):
     name_or_path: str = Field(
         "builtin:tiny-llama",
-        description="Local folder or Hub id of the model to tune. 'builtin:tiny-llama' / 'builtin:tiny-gemma' "
+        description="Local folder or Hub id of the model to tune. "
+        "'builtin:tiny-llama' / 'builtin:tiny-gemma' "
         "are tiny models Tuneboard builds locally for demos and tests.",
     )
     revision: str | None = Field(None, description="Hub branch, tag or commit to load (Hub ids only).")
@@ -109,9 +111,7 @@ class TemplateConfig(Section):
         "template, 'custom' = the Jinja below, 'auto' = the model family's template, else the model's own.",
     )
     custom: str | None = Field(None, description="Jinja chat template used when name is 'custom'.")
-    system_prompt: str | None = Field(
-        None, description="System message added to records that have none."
-    )
+    system_prompt: str | None = Field(None, description="System message added to records that have none.")
     train_on: Literal["assistant", "all"] = Field(
         "assistant", description="Which tokens carry loss: only assistant replies, or the whole conversation."
     )
@@ -168,7 +168,9 @@ class TrainingConfig(BaseModel):
 
     num_train_epochs: float | None = Field(None, gt=0, description="Passes over the training data.")
     max_steps: int | None = Field(None, description="Stop after this many optimizer steps (-1 = use epochs).")
-    per_device_train_batch_size: int | None = Field(None, ge=1, description="Records per micro-batch per GPU.")
+    per_device_train_batch_size: int | None = Field(
+        None, ge=1, description="Records per micro-batch per GPU."
+    )
     per_device_eval_batch_size: int | None = Field(None, ge=1, description="Records per evaluation batch.")
     gradient_accumulation_steps: int | None = Field(
         None, ge=1, description="Micro-batches summed before each optimizer update (bigger effective batch)."
@@ -190,7 +192,9 @@ class TrainingConfig(BaseModel):
         "warmup_steps (a value below 1 is a ratio); Tuneboard passes it that way.",
     )
     warmup_steps: float | None = Field(None, ge=0, description="Warmup length in optimizer steps.")
-    max_grad_norm: float | None = Field(None, ge=0, description="Clip gradients to this norm (0 = no clipping).")
+    max_grad_norm: float | None = Field(
+        None, ge=0, description="Clip gradients to this norm (0 = no clipping)."
+    )
     bf16: bool | None = Field(
         None, description="bfloat16 mixed precision. Unset = on where the GPU supports it, off on CPU."
     )
@@ -200,7 +204,9 @@ class TrainingConfig(BaseModel):
     save_strategy: Literal["no", "steps", "epoch", "best"] | None = Field(
         None, description="When to save checkpoints."
     )
-    save_steps: float | None = Field(None, gt=0, description="Checkpoint every N steps (save_strategy=steps).")
+    save_steps: float | None = Field(
+        None, gt=0, description="Checkpoint every N steps (save_strategy=steps)."
+    )
     save_total_limit: int | None = Field(None, ge=1, description="Keep at most N checkpoints.")
     eval_strategy: Literal["no", "steps", "epoch"] | None = Field(None, description="When to evaluate.")
     eval_steps: float | None = Field(None, gt=0, description="Evaluate every N steps (eval_strategy=steps).")
@@ -213,7 +219,7 @@ class TrainingConfig(BaseModel):
     @model_validator(mode="after")
     def _known_extra_names(self) -> TrainingConfig:
         allowed = library_fields()
-        for name in (self.model_extra or {}):
+        for name in self.model_extra or {}:
             if name in FORBIDDEN_TRAINING:
                 raise ValueError(f"training.{name} is not accepted: {FORBIDDEN_TRAINING[name]}")
             if name not in allowed:
@@ -237,13 +243,17 @@ FORBIDDEN_TRAINING = {
 
 
 class Config(Section):
-    preset: str | None = Field(None, description="Hyperparameter preset id (presets/hparams) used as defaults.")
+    preset: str | None = Field(
+        None, description="Hyperparameter preset id (presets/hparams) used as defaults."
+    )
     task: Literal["sft", "text", "classification"] = Field(
-        "sft", description="sft = instruction/chat tuning; text = next-token training on plain text; "
-        "classification = text -> label."
+        "sft",
+        description="sft = instruction/chat tuning; text = next-token training on plain text; "
+        "classification = text -> label.",
     )
     method: Literal["full", "lora", "qlora"] = Field(
-        "lora", description="full = train every weight; lora = small adapters; qlora = LoRA on a 4-bit model (GPU)."
+        "lora",
+        description="full = train every weight; lora = small adapters; qlora = LoRA on a 4-bit model (GPU).",
     )
     model: ModelConfig = Field(default_factory=ModelConfig)
     dataset: DatasetConfig = Field(default_factory=DatasetConfig)
@@ -258,7 +268,8 @@ class Config(Section):
     def _combinations(self) -> Config:
         if self.tokens.add and self.method != "full" and (self.training.weight_decay or 0) > 0:
             raise ValueError(
-                "training.weight_decay > 0 with tokens.add under LoRA would shrink the frozen embedding rows; "
+                "training.weight_decay > 0 with tokens.add under LoRA would shrink the frozen embedding "
+                "rows; "
                 "set training.weight_decay: 0 or use method: full"
             )
         if self.task == "classification" and self.tokens.add:
@@ -298,7 +309,7 @@ def load(path: str | Path, overrides: list[str] | dict[str, Any] | None = None) 
     """Read a YAML config, lay its preset beneath it and the overrides on top, and validate."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = load_yaml(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError([("", f"config file {path} does not exist")]) from None
     except yaml.YAMLError as exc:
@@ -362,7 +373,7 @@ def parse_overrides(args: list[str]) -> dict[str, Any]:
             if i + 1 >= len(args):
                 raise ConfigError([(key, "missing value after the flag")])
             value, i = args[i + 1], i + 1
-        out[key] = yaml.safe_load(value) if value != "" else None
+        out[key] = load_yaml(value) if value != "" else None
         i += 1
     return out
 

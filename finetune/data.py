@@ -458,8 +458,8 @@ def _drop_empty(
             )
         if any(empty):
             warnings.append(f"dropped {sum(empty)} records with an empty {name!r}")
-            keep = [k and not e for k, e in zip(keep, empty)]
-    return [row for row, k in zip(rows, keep) if k]
+            keep = [k and not e for k, e in zip(keep, empty, strict=True)]
+    return [row for row, k in zip(rows, keep, strict=True) if k]
 
 
 def _is_blank(value: Any) -> bool:

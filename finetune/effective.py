@@ -4,7 +4,8 @@
 
 The training process builds its ``SFTConfig`` / ``TrainingArguments`` with :func:`training_args`, and
 :func:`effective` reads every field back from that same object, so what the page and ``plan`` show is exactly
-what the trainer gets. Sources: ``user``, ``preset:<id>``, ``tuneboard`` (a value Tuneboard derives, with why),
+what the trainer gets. Sources: ``user``, ``preset:<id>``, ``tuneboard`` (a value Tuneboard derives, with
+why),
 ``default`` (our schema's default) and ``library`` (trl/transformers' own default).
 """
 
@@ -64,7 +65,11 @@ def training_kwargs(config: Config, *, cuda: bool, bf16_ok: bool, has_eval: bool
         return kw
     derive("max_length", config.dataset.max_length, "dataset.max_length")
     if config.task == "sft":
-        derive("assistant_only_loss", config.template.train_on == "assistant", f"template.train_on: {config.template.train_on}")
+        derive(
+            "assistant_only_loss",
+            config.template.train_on == "assistant",
+            f"template.train_on: {config.template.train_on}",
+        )
     else:
         derive("dataset_text_field", "text", "task text trains on the text column")
     return kw
@@ -74,7 +79,9 @@ def _precision(config: Config, kw: dict[str, Value], derive, *, cuda: bool, bf16
     bf16, fp16 = config.training.bf16, config.training.fp16
     problems = []
     if bf16 and not bf16_ok:
-        problems.append(("training.bf16", "true needs a GPU with bfloat16 support; set it to false (or leave it unset)"))
+        problems.append(
+            ("training.bf16", "true needs a GPU with bfloat16 support; set it to false (or leave it unset)")
+        )
     if fp16 and not cuda:
         problems.append(("training.fp16", "true needs a CUDA GPU; set it to false on CPU"))
     if bf16 and fp16:
@@ -97,7 +104,9 @@ def training_args(config: Config, run_dir: str, *, cuda: bool, bf16_ok: bool, ha
         raise ConfigError([("training", str(exc).splitlines()[0])]) from None
 
 
-def effective(config: Config, *, cuda: bool = False, bf16_ok: bool = False, has_eval: bool | None = None) -> list[Value]:
+def effective(
+    config: Config, *, cuda: bool = False, bf16_ok: bool = False, has_eval: bool | None = None
+) -> list[Value]:
     """Every value the run uses: our schema's sections, then every field of the trainer arguments."""
     if has_eval is None:
         has_eval = config.dataset.validation_split > 0

@@ -49,13 +49,19 @@ def resolve_path(cfg: ModelConfig) -> str:
         raise ModelError("model.name_or_path", str(exc)) from None
     looks_local = path.startswith((".", "/", "~")) or Path(path).exists() or path.count("/") != 1
     if looks_local and not Path(path).expanduser().is_dir():
-        raise ModelError("model.name_or_path", f"folder {path!r} does not exist; give a local folder or a Hub id")
+        raise ModelError(
+            "model.name_or_path", f"folder {path!r} does not exist; give a local folder or a Hub id"
+        )
     return str(Path(path).expanduser()) if looks_local else path
 
 
 def _common_kwargs(cfg: ModelConfig) -> dict[str, Any]:
     # trust_remote_code passed explicitly: left as None, transformers may prompt on stdin.
-    return {"revision": cfg.revision, "trust_remote_code": cfg.trust_remote_code, "token": os.environ.get("HF_TOKEN")}
+    return {
+        "revision": cfg.revision,
+        "trust_remote_code": cfg.trust_remote_code,
+        "token": os.environ.get("HF_TOKEN"),
+    }
 
 
 def load_tokenizer(cfg: ModelConfig) -> Any:
@@ -65,7 +71,9 @@ def load_tokenizer(cfg: ModelConfig) -> Any:
     try:
         return AutoTokenizer.from_pretrained(path, **_common_kwargs(cfg))
     except (OSError, ValueError, TypeError) as exc:
-        raise ModelError("model.name_or_path", f"cannot load a tokenizer from {path!r}: {_first_line(exc)}") from None
+        raise ModelError(
+            "model.name_or_path", f"cannot load a tokenizer from {path!r}: {_first_line(exc)}"
+        ) from None
 
 
 def load_config(cfg: ModelConfig) -> Any:
@@ -75,7 +83,9 @@ def load_config(cfg: ModelConfig) -> Any:
     try:
         return AutoConfig.from_pretrained(path, **_common_kwargs(cfg))
     except (OSError, ValueError) as exc:
-        raise ModelError("model.name_or_path", f"cannot read a model config from {path!r}: {_first_line(exc)}") from None
+        raise ModelError(
+            "model.name_or_path", f"cannot read a model config from {path!r}: {_first_line(exc)}"
+        ) from None
 
 
 def torch_dtype(cfg: ModelConfig, device: Device) -> Any:
@@ -105,14 +115,18 @@ def load_model(config: Config, device: Device, num_labels: int | None = None) ->
             return AutoModelForSequenceClassification.from_pretrained(path, num_labels=num_labels, **kwargs)
         return AutoModelForCausalLM.from_pretrained(path, **kwargs)
     except (OSError, ValueError) as exc:
-        raise ModelError("model.name_or_path", f"cannot load a model from {path!r}: {_first_line(exc)}") from None
+        raise ModelError(
+            "model.name_or_path", f"cannot load a model from {path!r}: {_first_line(exc)}"
+        ) from None
 
 
 def _bnb_config(device: Device) -> Any:
     import importlib.util
 
     if device.kind != "cuda":
-        raise ModelError("method", "qlora needs a CUDA GPU (4-bit bitsandbytes kernels); use method: lora on CPU")
+        raise ModelError(
+            "method", "qlora needs a CUDA GPU (4-bit bitsandbytes kernels); use method: lora on CPU"
+        )
     if importlib.util.find_spec("bitsandbytes") is None:
         raise ModelError("method", "qlora needs the bitsandbytes package: pip install bitsandbytes")
     import torch

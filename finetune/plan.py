@@ -139,8 +139,9 @@ def report(config: Any) -> dict[str, Any]:
     device = model.detect_device()
     has_eval = checked.dataset.eval is not None
     cuda = device.kind == "cuda"
-    args = effective.training_args(config, effective.RUN_DIR_PLACEHOLDER, cuda=cuda, bf16_ok=device.bf16,
-                                   has_eval=has_eval)
+    args = effective.training_args(
+        config, effective.RUN_DIR_PLACEHOLDER, cuda=cuda, bf16_ok=device.bf16, has_eval=has_eval
+    )
     lengths = preflight.record_lengths(checked)
     stats = data.length_stats(lengths, config.dataset.max_length) if lengths else {}
     warnings = list(checked.warnings)
@@ -192,7 +193,9 @@ def _memory(config: Any, device: Any, args: Any, checked: Any) -> dict[str, floa
         return None
     params = sum(p.numel() for p in net.parameters())
     trainable = params if config.method == "full" else _lora_params(net, config.lora.r)
-    dtype = "4bit" if config.method == "qlora" else str(model.torch_dtype(config.model, device)).split(".")[-1]
+    dtype = (
+        "4bit" if config.method == "qlora" else str(model.torch_dtype(config.model, device)).split(".")[-1]
+    )
     dtype = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}.get(dtype, dtype)
     text = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
     return memory_gb(
@@ -233,7 +236,8 @@ def format_report(rep: dict[str, Any]) -> str:
     if ds["lengths"]:
         st = ds["lengths"]
         lines.append(
-            f"  tokens per record: min {st['min']}, mean {st['mean']:.0f}, p90 {st['p90']:.0f}, max {st['max']}; "
+            f"  tokens per record: min {st['min']}, mean {st['mean']:.0f}, p90 {st['p90']:.0f}, "
+            f"max {st['max']}; "
             f"{st['over_max']} over max_length"
         )
     lines += [

@@ -56,9 +56,14 @@ def _run(config: Config) -> Checked:
     before = copy.deepcopy(tokenizer)
     changes = tokens.apply(tokenizer, config.tokens, (fam or {}).get("pad_token"))
     prepared = data.prepare(
-        config.dataset, config.task, system_prompt=config.template.system_prompt, seed=config.training.seed or 42
+        config.dataset,
+        config.task,
+        system_prompt=config.template.system_prompt,
+        seed=config.training.seed or 42,
     )
-    checked = Checked(config, tokenizer, before, model_type, fam, None, changes, prepared, list(prepared.warnings))
+    checked = Checked(
+        config, tokenizer, before, model_type, fam, None, changes, prepared, list(prepared.warnings)
+    )
     if config.task == "sft":
         checked.template = choose_template(config, tokenizer, fam)
         tokenizer.chat_template = checked.template.source
@@ -85,9 +90,7 @@ def _check_template(checked: Checked) -> None:
     config, tokenizer, template = checked.config, checked.tokenizer, checked.template
     sample = checked.dataset.train[0]["messages"] if len(checked.dataset.train) else None
     family_template = checked.family.get("template") if checked.family else None
-    checked.warnings += templates.check(
-        template, tokenizer, sample, model_family_template=family_template
-    )
+    checked.warnings += templates.check(template, tokenizer, sample, model_family_template=family_template)
     if config.template.train_on == "assistant" and not templates.has_generation_markers(template.source):
         raise templates.TemplateError(
             f"template {template.id!r} has no {{% generation %}} markers, so loss cannot be limited to "
@@ -104,7 +107,8 @@ def _check_overhead(checked: Checked) -> None:
     if len(ids) + 8 > max_length:
         raise PreflightError(
             "dataset.max_length",
-            f"{max_length} is too short: the template {checked.template.id!r} alone takes {len(ids) - 2} tokens "
+            f"{max_length} is too short: the template {checked.template.id!r} alone takes "
+            f"{len(ids) - 2} tokens "
             f"for a one-turn conversation; use at least {len(ids) + 64}",
         )
 
@@ -114,5 +118,8 @@ def record_lengths(checked: Checked, limit: int = 2000) -> list[int]:
     ds = checked.dataset.train.select(range(min(limit, len(checked.dataset.train))))
     tok = checked.tokenizer
     if checked.config.task == "sft":
-        return [len(tok.apply_chat_template(r["messages"], tokenize=True, return_dict=True)["input_ids"]) for r in ds]
+        return [
+            len(tok.apply_chat_template(r["messages"], tokenize=True, return_dict=True)["input_ids"])
+            for r in ds
+        ]
     return [len(tok(r["text"])["input_ids"]) + 1 for r in ds]

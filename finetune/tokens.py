@@ -101,7 +101,9 @@ def resize_and_init(model: Any, tokenizer: Any, changes: TokenChanges, init: str
     if len(tokenizer) <= old_rows and not changes.new_ids:
         return
     model.resize_token_embeddings(max(len(tokenizer), old_rows), mean_resizing=False)
-    layers = {id(m): m for m in (model.get_input_embeddings(), model.get_output_embeddings()) if m is not None}
+    layers = {
+        id(m): m for m in (model.get_input_embeddings(), model.get_output_embeddings()) if m is not None
+    }
     with torch.no_grad():
         for layer in layers.values():
             weight = layer.weight
@@ -143,4 +145,6 @@ def _pieces(tokenizer: Any, text: str) -> list[str]:
 def missing_from_vocab(tokenizer: Any, candidates: list[str]) -> list[str]:
     """The strings in ``candidates`` that the tokenizer would split into several pieces."""
     vocab = tokenizer.get_vocab()
-    return [c for c in candidates if c not in vocab and len(tokenizer.encode(c, add_special_tokens=False)) > 1]
+    return [
+        c for c in candidates if c not in vocab and len(tokenizer.encode(c, add_special_tokens=False)) > 1
+    ]

@@ -49,7 +49,9 @@ def main(config: Config, run_dir: Path | None = None, *, resume: bool = False) -
     status = callbacks.Status(run_dir)
     write_run_files(run_dir, config, checked, device)
     _tee_output(run_dir)
-    status.update(state="running", pid=os.getpid(), started_at=callbacks.now_iso(), ended_at=None, reason=None)
+    status.update(
+        state="running", pid=os.getpid(), started_at=callbacks.now_iso(), ended_at=None, reason=None
+    )
     try:
         trainer, stopper, recorder = build_trainer(config, checked, device, run_dir)
         trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
@@ -58,10 +60,14 @@ def main(config: Config, run_dir: Path | None = None, *, resume: bool = False) -
                 f"loss became NaN/inf at step {recorder.diverged_at}: lower training.learning_rate, "
                 "keep training.max_grad_norm on, or switch fp16 to bf16"
             )
-            status.update(state="failed", ended_at=callbacks.now_iso(), reason=reason, log_tail=_tail(run_dir))
+            status.update(
+                state="failed", ended_at=callbacks.now_iso(), reason=reason, log_tail=_tail(run_dir)
+            )
             return 1
         if stopper.requested:
-            status.update(state="stopped", ended_at=callbacks.now_iso(), checkpoint=_name(last_checkpoint(run_dir)))
+            status.update(
+                state="stopped", ended_at=callbacks.now_iso(), checkpoint=_name(last_checkpoint(run_dir))
+            )
             return 0
         save_final(trainer, checked.tokenizer, run_dir / FINAL_DIR)
         status.update(state="finished", ended_at=callbacks.now_iso(), final=FINAL_DIR)
@@ -69,7 +75,9 @@ def main(config: Config, run_dir: Path | None = None, *, resume: bool = False) -
         return 0
     except BaseException as exc:  # noqa: BLE001 - every way of dying must end in status.json
         traceback.print_exc()
-        status.update(state="failed", ended_at=callbacks.now_iso(), reason=_reason(exc), log_tail=_tail(run_dir))
+        status.update(
+            state="failed", ended_at=callbacks.now_iso(), reason=_reason(exc), log_tail=_tail(run_dir)
+        )
         return 1
 
 
@@ -126,11 +134,15 @@ def add_lora(net: Any, config: Config, new_token_ids: list[int]) -> Any:
     from peft import get_peft_model, prepare_model_for_kbit_training
 
     if config.method == "qlora":
-        net = prepare_model_for_kbit_training(net, use_gradient_checkpointing=bool(config.training.gradient_checkpointing))
+        net = prepare_model_for_kbit_training(
+            net, use_gradient_checkpointing=bool(config.training.gradient_checkpointing)
+        )
     net = get_peft_model(net, model.lora_config(config))
     tokens.train_new_rows(net, new_token_ids)
     trainable, total = net.get_nb_trainable_parameters()
-    print(f"LoRA: {trainable:,} trainable of {total:,} parameters ({100 * trainable / total:.2f}%)", flush=True)
+    print(
+        f"LoRA: {trainable:,} trainable of {total:,} parameters ({100 * trainable / total:.2f}%)", flush=True
+    )
     return net
 
 
@@ -146,7 +158,11 @@ def _classifier_trainer(net: Any, args: Any, checked: preflight.Checked, cbs: li
         return tok(batch["text"], truncation=True, max_length=max_length)
 
     train = checked.dataset.train.map(encode, batched=True, remove_columns=["text"])
-    evals = checked.dataset.eval.map(encode, batched=True, remove_columns=["text"]) if checked.dataset.eval else None
+    evals = (
+        checked.dataset.eval.map(encode, batched=True, remove_columns=["text"])
+        if checked.dataset.eval
+        else None
+    )
     return Trainer(
         model=net,
         args=args,

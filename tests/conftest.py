@@ -45,7 +45,9 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "home"
 
 
-def run_cli(*args: str, cwd: Path = ROOT, env: dict | None = None, stdin: str | None = None, timeout: int = 300):
+def run_cli(
+    *args: str, cwd: Path = ROOT, env: dict | None = None, stdin: str | None = None, timeout: int = 300
+):
     """Run ``python -m finetune ...`` as a real subprocess, as a user (and the dashboard) would."""
     import subprocess
 
