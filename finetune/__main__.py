@@ -156,7 +156,10 @@ def cmd_tokens(args: argparse.Namespace, rest: list[str]) -> int:
     config = _load(args, rest)
     before = model.load_tokenizer(config.model)
     after = model.load_tokenizer(config.model)
-    changes = tokens.apply(after, config.tokens)
+    # The family's reserved pad, as in preflight: else a pad-less model shows a <|pad|> training never adds.
+    model_type = getattr(model.load_config(config.model), "model_type", None)
+    fam = model.family(config.model, model_type) or {}
+    changes = tokens.apply(after, config.tokens, fam.get("pad_token"))
     print(f"vocabulary: {len(before):,} -> {len(after):,} ({len(changes.new_ids)} new)")
     for label, pieces in tokens.compare(before, after, args.text).items():
         print(f"{label:>6} ({len(pieces)}): " + " | ".join(pieces))

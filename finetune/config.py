@@ -41,6 +41,14 @@ class ConfigError(ValueError):
         super().__init__("\n".join(f"{path}: {msg}" if path else msg for path, msg in problems))
 
 
+class FieldProblem(ValueError):
+    """Raised inside a validator to name the exact field at fault (pydantic would report the section)."""
+
+    def __init__(self, field: str, message: str):
+        self.field = field
+        super().__init__(message)
+
+
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -138,12 +146,13 @@ class TokensConfig(Section):
     @field_validator("add")
     @classmethod
     def _tokens_not_blank(cls, tokens: list[str]) -> list[str]:
-        for tok in tokens:
+        for i, tok in enumerate(tokens):
             if not tok or tok != tok.strip():
-                raise ValueError(f"token {tok!r} is empty or has surrounding spaces; remove it or trim it")
+                msg = f"token {tok!r} is empty or has surrounding spaces; remove it or trim it"
+                raise FieldProblem(f"tokens.add[{i}]", msg)
         dupes = sorted({t for t in tokens if tokens.count(t) > 1})
         if dupes:
-            raise ValueError(f"tokens listed twice: {', '.join(dupes)}")
+            raise FieldProblem("tokens.add", f"tokens listed twice: {', '.join(dupes)}")
         return tokens
 
     def is_special(self, token: str) -> bool:
@@ -221,11 +230,11 @@ class TrainingConfig(BaseModel):
         allowed = library_fields()
         for name in self.model_extra or {}:
             if name in FORBIDDEN_TRAINING:
-                raise ValueError(f"training.{name} is not accepted: {FORBIDDEN_TRAINING[name]}")
+                raise FieldProblem(f"training.{name}", f"not accepted: {FORBIDDEN_TRAINING[name]}")
             if name not in allowed:
                 close = difflib.get_close_matches(name, sorted(allowed), n=1)
                 hint = f"; did you mean {close[0]!r}?" if close else ""
-                raise ValueError(f"training.{name} is not a TrainingArguments/SFTConfig field{hint}")
+                raise FieldProblem(f"training.{name}", f"not a TrainingArguments/SFTConfig field{hint}")
         return self
 
 
@@ -267,13 +276,13 @@ class Config(Section):
     @model_validator(mode="after")
     def _combinations(self) -> Config:
         if self.tokens.add and self.method != "full" and (self.training.weight_decay or 0) > 0:
-            raise ValueError(
-                "training.weight_decay > 0 with tokens.add under LoRA would shrink the frozen embedding "
-                "rows; "
-                "set training.weight_decay: 0 or use method: full"
+            raise FieldProblem(
+                "training.weight_decay",
+                "above 0 with tokens.add under LoRA would shrink the frozen embedding rows; "
+                "set training.weight_decay: 0 or use method: full",
             )
         if self.task == "classification" and self.tokens.add:
-            raise ValueError("tokens.add is for generative tasks (sft, text); remove it for classification")
+            raise FieldProblem("tokens.add", "for generative tasks (sft, text); remove it for classification")
         return self
 
     def source(self, path: str) -> str:
@@ -341,6 +350,9 @@ def validate(data: dict[str, Any]) -> Config:
 
 
 def _problem(err: dict[str, Any]) -> tuple[str, str]:
+    cause = (err.get("ctx") or {}).get("error")
+    if isinstance(cause, FieldProblem):
+        return cause.field, str(cause)
     path = ".".join(str(p) for p in err["loc"])
     msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
@@ -373,9 +385,19 @@ def parse_overrides(args: list[str]) -> dict[str, Any]:
             if i + 1 >= len(args):
                 raise ConfigError([(key, "missing value after the flag")])
             value, i = args[i + 1], i + 1
-        out[key] = load_yaml(value) if value != "" else None
+        out[key] = _override_value(value)
         i += 1
     return out
+
+
+def _override_value(text: str) -> Any:
+    """A flag's value typed as YAML; text that is not valid YAML (a Jinja template, say) stays a string."""
+    if text == "":
+        return None
+    try:
+        return load_yaml(text)
+    except yaml.YAMLError:
+        return text
 
 
 def set_path(data: dict[str, Any], dotted: str, value: Any) -> None:

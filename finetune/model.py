@@ -107,7 +107,7 @@ def load_model(config: Config, device: Device, num_labels: int | None = None) ->
     if config.model.attn_implementation:
         kwargs["attn_implementation"] = config.model.attn_implementation
     if config.method == "qlora":
-        kwargs["quantization_config"] = _bnb_config(device)
+        kwargs["quantization_config"] = quantization_config(device)
         kwargs["device_map"] = {"": 0}
     path = resolve_path(config.model)
     try:
@@ -120,7 +120,9 @@ def load_model(config: Config, device: Device, num_labels: int | None = None) ->
         ) from None
 
 
-def _bnb_config(device: Device) -> Any:
+def quantization_config(device: Device) -> Any:
+    """4-bit NF4 settings for qlora; refuses a device or an install that cannot run it (preflight calls
+    this too, so the refusal comes before a run directory exists)."""
     import importlib.util
 
     if device.kind != "cuda":

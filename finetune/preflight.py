@@ -49,6 +49,8 @@ def run(config: Config) -> Checked:
 
 
 def _run(config: Config) -> Checked:
+    if config.method == "qlora":  # refuse a CPU or a missing bitsandbytes here, not after RUN_DIR exists
+        model.quantization_config(model.detect_device())
     model_config = model.load_config(config.model)
     model_type = getattr(model_config, "model_type", None)
     fam = model.family(config.model, model_type)
@@ -97,6 +99,23 @@ def _check_template(checked: Checked) -> None:
             "assistant turns; set template.train_on: all, or pick a preset template"
         )
     _check_overhead(checked)
+    _check_records(checked)
+
+
+def _check_records(checked: Checked, limit: int = 2000) -> None:
+    """The records must render: a template that raises on one (gemma2 and a system message after the first
+    turn) would otherwise stop the run inside the trainer with a traceback. Same limit as record_lengths."""
+    tok, ds = checked.tokenizer, checked.dataset.train
+    specials = {key: value for key, value in tok.special_tokens_map.items() if isinstance(value, str)}
+    for record in ds.select(range(min(limit, len(ds)))):
+        try:
+            templates.render(checked.template, record["messages"], **specials)
+        except templates.TemplateError as exc:
+            roles = ", ".join(str(m.get("role")) for m in record["messages"])
+            raise templates.TemplateError(
+                f"{exc} (in a record with the roles {roles}); fix those records or pick a template that "
+                "accepts them"
+            ) from None
 
 
 def _check_overhead(checked: Checked) -> None:

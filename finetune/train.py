@@ -19,6 +19,7 @@ bitsandbytes; bf16/fp16 where the device lacks them; tokens.add for classificati
 from __future__ import annotations
 
 import os
+import re
 import sys
 import traceback
 from datetime import datetime
@@ -82,11 +83,11 @@ def main(config: Config, run_dir: Path | None = None, *, resume: bool = False) -
 
 
 def write_run_files(run_dir: Path, config: Config, checked: preflight.Checked, device: model.Device) -> None:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(config.to_yaml(), encoding="utf-8")
-    rows = effective.effective(
+    rows = effective.effective(  # first: it refuses what the device cannot do (bf16 on a CPU)
         config, cuda=device.kind == "cuda", bf16_ok=device.bf16, has_eval=checked.dataset.eval is not None
     )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(config.to_yaml(), encoding="utf-8")
     (run_dir / "effective_config.yaml").write_text(dump_yaml(effective.as_yaml_dict(rows)), encoding="utf-8")
     if checked.template is not None:
         (run_dir / "template.jinja").write_text(checked.template.source, encoding="utf-8")
@@ -206,11 +207,20 @@ def _tail(run_dir: Path, lines: int = 20) -> list[str]:
     return log.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:]
 
 
+HF_TOKEN_PATTERN = re.compile(r"hf_[A-Za-z0-9]{8,}")
+
+
+def redact(text: str) -> str:
+    """Hide Hugging Face tokens (``hf_...``) that a library might print."""
+    return HF_TOKEN_PATTERN.sub("hf_***", text)
+
+
 class _Tee:
     def __init__(self, *streams: Any):
         self.streams = streams
 
     def write(self, text: str) -> int:
+        text = redact(text)
         for s in self.streams:
             s.write(text)
             s.flush()

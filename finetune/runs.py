@@ -1,0 +1,247 @@
+"""Read run directories: list them, read their status, follow their log and metrics, compare them.
+
+    python -m finetune.runs [RUNS_DIR]        # one line per run: id, state, start, duration, final loss
+
+A run directory (see finetune/train.py) holds status.json, train.log and metrics.jsonl. Everything here only
+reads; nothing is kept in memory between calls. Followers carry a byte offset instead: :func:`read_new`
+returns the complete lines written since that offset and the offset to pass next time, so a page polling a
+live run reads each byte of a growing file once, and a reload starts again from :func:`tail_offset`.
+Starting and stopping runs is finetune/jobs.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+LIVE_STATES = ("starting", "running", "stopping")
+FINAL_STATES = ("finished", "stopped", "failed")
+MAX_READ = 4 << 20  # one poll reads at most 4 MiB; a huge backlog is caught up over a few polls
+
+
+def runs_root(home: str | Path) -> Path:
+    """Where runs live inside the data directory (TUNEBOARD_HOME)."""
+    return Path(home) / "runs"
+
+
+# ---------------------------------------------------------------- status
+
+
+def read_status(run_dir: Path) -> dict[str, Any]:
+    """status.json as a dict ({} while it does not exist yet). Writers replace it atomically."""
+    try:
+        data = json.loads((Path(run_dir) / "status.json").read_text(encoding="utf-8"))
+    except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def is_live(status: dict[str, Any]) -> bool:
+    return status.get("state") in LIVE_STATES
+
+
+def parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        stamp = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)
+
+
+def progress(status: dict[str, Any], now: datetime | None = None) -> dict[str, Any]:
+    """Fraction done, seconds elapsed and a naive ETA (elapsed per step x steps left) from status.json."""
+    now = now or datetime.now(timezone.utc)
+    started = parse_time(status.get("started_at") or status.get("created_at"))
+    ended = parse_time(status.get("ended_at"))
+    elapsed = ((ended or now) - started).total_seconds() if started else None
+    step, total = status.get("step") or 0, status.get("max_steps") or 0
+    fraction = min(step / total, 1.0) if total else 0.0
+    eta = None
+    if elapsed is not None and step and total and not ended and is_live(status):
+        eta = elapsed / step * (total - step)
+    return {"step": step, "max_steps": total, "fraction": fraction, "elapsed": elapsed, "eta": eta}
+
+
+# ---------------------------------------------------------------- listing
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    id: str
+    path: str
+    state: str
+    started_at: str | None
+    duration: float | None  # seconds, up to now for a live run
+    step: int
+    max_steps: int
+    final_loss: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def list_runs(root: str | Path) -> list[RunSummary]:
+    """Every run under ``root``, newest first. Hidden folders (a run still being created) are skipped."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    found = []
+    for path in root.iterdir():
+        if path.name.startswith(".") or not path.is_dir():
+            continue
+        if (path / "status.json").is_file() or (path / "config.yaml").is_file():
+            found.append(summarize(path))
+    return sorted(found, key=lambda r: (r.started_at or "", r.id), reverse=True)
+
+
+def summarize(run_dir: Path) -> RunSummary:
+    status = read_status(run_dir)
+    prog = progress(status)
+    loss = status.get("loss")
+    if loss is None:
+        loss = last_value(run_dir / "metrics.jsonl", "loss")
+    return RunSummary(
+        id=Path(run_dir).name,
+        path=str(run_dir),
+        state=status.get("state") or "unknown",
+        started_at=status.get("started_at") or status.get("created_at"),
+        duration=prog["elapsed"],
+        step=prog["step"],
+        max_steps=prog["max_steps"],
+        final_loss=loss,
+    )
+
+
+def last_value(path: Path, key: str, window: int = 64 << 10) -> float | None:
+    """The last ``key`` in a JSON-lines file, reading only its final ``window`` bytes."""
+    lines, _ = _read_tail(path, window)
+    for line in reversed(lines):
+        row = _json_row(line)
+        if row and isinstance(row.get(key), (int, float)):
+            return float(row[key])
+    return None
+
+
+# ---------------------------------------------------------------- following files
+
+
+def read_new(path: str | Path, offset: int = 0, limit: int = MAX_READ) -> tuple[list[str], int]:
+    """Complete lines written to ``path`` after byte ``offset``, and the offset to read from next time.
+
+    A line still being written (no newline yet) is left for the next call. A file that shrank (replaced or
+    truncated) is read again from its start.
+    """
+    try:
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size < offset:
+                offset = 0
+            if size == offset:
+                return [], offset
+            fh.seek(offset)
+            chunk = fh.read(min(size - offset, limit))
+    except (FileNotFoundError, NotADirectoryError):
+        return [], 0
+    end = chunk.rfind(b"\n")
+    if end < 0:
+        if len(chunk) < limit:
+            return [], offset
+        end = len(chunk) - 1  # one line longer than the limit: hand it over in pieces
+    lines = chunk[: end + 1].decode("utf-8", errors="replace").splitlines()
+    return lines, offset + end + 1
+
+
+def tail_offset(path: str | Path, window: int) -> int:
+    """An offset at most ``window`` bytes before the end, at a line start: where a new follower begins."""
+    try:
+        size = os.path.getsize(path)
+    except OSError:
+        return 0
+    if size <= window:
+        return 0
+    with open(path, "rb") as fh:
+        fh.seek(size - window)
+        chunk = fh.read(window)
+    cut = chunk.find(b"\n")
+    return size - window + cut + 1 if cut >= 0 else size
+
+
+def _read_tail(path: Path, window: int) -> tuple[list[str], int]:
+    return read_new(path, tail_offset(path, window))
+
+
+def parse_metrics(lines: list[str]) -> list[dict[str, Any]]:
+    """metrics.jsonl lines as dicts; a malformed line (an interrupted write) is skipped."""
+    return [row for row in map(_json_row, lines) if row]
+
+
+def _json_row(line: str) -> dict[str, Any] | None:
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return row if isinstance(row, dict) else None
+
+
+def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
+    """Every metrics row of a run (for opening a finished run: one read)."""
+    path = Path(run_dir) / "metrics.jsonl"
+    rows, offset = [], 0
+    while True:
+        lines, new = read_new(path, offset)
+        if new == offset:
+            return rows
+        rows += parse_metrics(lines)
+        offset = new
+
+
+def log_tail(run_dir: str | Path, lines: int = 200, window: int = 256 << 10) -> tuple[list[str], int]:
+    """The last ``lines`` lines of train.log and the offset to follow it from."""
+    text, offset = _read_tail(Path(run_dir) / "train.log", window)
+    return text[-lines:], offset
+
+
+# ---------------------------------------------------------------- comparing
+
+
+SERIES = ("loss", "eval_loss", "learning_rate", "grad_norm", "tokens_per_second")
+
+
+def series(rows: list[dict[str, Any]], key: str) -> list[tuple[int, float]]:
+    """(step, value) points of one metric."""
+    return [(int(r["step"]), float(r[key])) for r in rows if isinstance(r.get(key), (int, float)) and "step" in r]
+
+
+def compare(run_dirs: list[str | Path], key: str = "loss") -> list[dict[str, Any]]:
+    """Long-format rows {run, step, value} of one metric across runs, for an overlaid plot."""
+    out = []
+    for run_dir in run_dirs:
+        name = Path(run_dir).name
+        out += [{"run": name, "step": s, "value": v} for s, v in series(read_metrics(run_dir), key)]
+    return out
+
+
+def _fmt_seconds(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def main(argv: list[str]) -> int:
+    root = Path(argv[0]) if argv else runs_root(os.environ.get("TUNEBOARD_HOME", "tuneboard_home"))
+    for run in list_runs(root):
+        loss = f"{run.final_loss:.4f}" if run.final_loss is not None else "-"
+        print(f"{run.id:<40} {run.state:<9} {run.started_at or '-':<26} {_fmt_seconds(run.duration):>8} {loss}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

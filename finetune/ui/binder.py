@@ -1,0 +1,319 @@
+"""The form binder: each input component is bound to one schema path (``training.learning_rate``).
+
+    .venv/bin/pytest tests/ui/test_binder.py -q
+
+``Binder.field(path, gr.Slider, minimum=1, ...)`` creates the component with its label and one-line help from
+the locale files (English help = the schema's description), its starting value from the initial config, and
+registers it. The page then reads the whole form as one dict (Gradio's dict-keyed inputs) and
+:meth:`Binder.raw` turns it into the nested YAML mapping that ``finetune.config.from_dict`` validates, so the
+page, the YAML and the CLI share the schema. What is emitted: a schema field whose value differs from the
+schema default, and every ``training.*`` field that holds a value (an empty one keeps the library default).
+Validation problems come back with their path; :meth:`Binder.problem_updates` puts each next to its field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+from pydantic import ValidationError
+
+from finetune import config as cfg
+from finetune.ui import i18n
+
+UNSET = object()
+AUTO = "auto"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing to fix: ``path`` is a schema path ('' = the whole config); ``kind``/``ctx`` from pydantic."""
+
+    path: str
+    message: str
+    kind: str | None = None
+    ctx: dict[str, Any] | None = None
+
+    def text(self, lang: str) -> str:
+        return i18n.problem(lang, self.message, self.kind, self.ctx)
+
+
+# ---------------------------------------------------------------- converters: UI value <-> config value
+
+
+def _text(value: Any) -> Any:
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _auto(value: Any) -> Any:
+    return None if value in (None, "", AUTO) else value
+
+
+def _tristate(value: Any) -> bool | None:
+    return {"on": True, "off": False}.get(value)
+
+
+def _tristate_ui(value: Any) -> str:
+    return {True: "on", False: "off"}.get(value, AUTO)
+
+
+def _number(value: Any) -> Any:
+    if value is None or value == "":
+        return None
+    number = float(value)
+    return int(number) if number.is_integer() and not isinstance(value, float) else number
+
+
+def _int(value: Any) -> int | None:
+    return None if value is None or value == "" else int(round(float(value)))
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None or value == "" else float(value)
+
+
+def _zero_none(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """gr.Number cannot be empty (gradio 6.31 sends 0 for None), so 0 stands for "unset" where 0 is invalid."""
+    return lambda value: None if not value else convert(value)
+
+
+def _names(value: Any) -> Any:
+    """'all-linear' stays a string; 'q_proj, v_proj' becomes a list."""
+    text = _text(value)
+    if text is None or "," not in text:
+        return text
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _names_ui(value: Any) -> str:
+    return ", ".join(value) if isinstance(value, list) else (value or "")
+
+
+CONVERTERS: dict[str, tuple[Callable[[Any], Any], Callable[[Any], Any]]] = {
+    "plain": (lambda v: v, lambda v: v),
+    "text": (_text, lambda v: "" if v is None else str(v)),
+    "auto": (_auto, lambda v: AUTO if v is None else v),
+    "choice": (_auto, lambda v: "" if v is None else v),  # '' = no column / none
+    "tristate": (_tristate, _tristate_ui),
+    "int": (_int, lambda v: v),
+    "float": (_float, lambda v: v),
+    "int0": (_zero_none(_int), lambda v: v or 0),
+    "float0": (_zero_none(_float), lambda v: v or 0),
+    "names": (_names, _names_ui),
+}
+
+
+@cache
+def library_defaults() -> dict[str, Any]:
+    """Defaults of trl.SFTConfig's fields: what an unset ``training.*`` value becomes for task sft."""
+    from trl import SFTConfig
+
+    out = {}
+    for f in dataclasses.fields(SFTConfig):
+        if f.init and f.default is not dataclasses.MISSING:
+            out[f.name] = getattr(f.default, "value", f.default)
+    out.setdefault("warmup_ratio", 0.0)
+    return out
+
+
+@cache
+def schema_defaults() -> dict[str, Any]:
+    return {path: default for path, _, default in cfg.describe_fields()}
+
+
+# ---------------------------------------------------------------- the binder
+
+
+@dataclass
+class Field:
+    path: str
+    component: Any
+    to_config: Callable[[Any], Any]
+    to_ui: Callable[[Any], Any]
+    default: Any
+    paths: tuple[str, ...] = ()
+    error_target: Any = None
+    help: bool = True  # whether the component shows help text (info) that errors may replace
+
+
+@dataclass
+class Binder:
+    texts: i18n.Texts
+    initial: dict[str, Any]  # nested config values the form starts from
+    fields: dict[str, Field] = field(default_factory=dict)
+
+    # -- building
+
+    def field(self, path: str, cls: Any, *, convert: str = "plain", fallback: Any = UNSET, unset: Any = UNSET,
+              **kwargs: Any) -> Any:
+        """Create ``cls(label=..., info=..., value=..., **kwargs)`` bound to ``path`` and return it.
+
+        ``fallback``: the value shown when the initial config leaves the field unset (for ``training.*``,
+        pass the library default so a slider has a number to show). ``unset``: the config value that is
+        not emitted (default: the schema default; None for ``training.*``, so a value there is always set).
+        """
+        to_config, to_ui = CONVERTERS[convert]
+        value = self._initial(path)
+        if value is None and fallback is not UNSET:
+            value = fallback
+        show_help = kwargs.pop("show_help", True)
+        error_target = kwargs.pop("error_target", None)
+        label = i18n.field_label(i18n.DEFAULT_LANG, path)
+        texts: dict[str, Any] = {"label": lambda lang: i18n.field_label(lang, path)}
+        if show_help:
+            kwargs["info"] = i18n.field_help(i18n.DEFAULT_LANG, path)
+            texts["info"] = lambda lang: i18n.field_help(lang, path)
+        classes = ["tb-field", *([kwargs.pop("elem_classes")] if "elem_classes" in kwargs else [])]
+        component = cls(label=label, value=to_ui(value), elem_classes=classes, **kwargs)
+        self.texts.add(component, **texts)
+        default = self._default(path) if unset is UNSET else unset
+        self.fields[path] = Field(path, component, to_config, to_ui, default, (path,), error_target or component,
+                                  show_help)
+        return component
+
+    def custom(self, name: str, component: Any, *, paths: tuple[str, ...], to_config: Callable[[Any], dict],
+               to_ui: Callable[[dict], Any], error_target: Any) -> Any:
+        """A component that sets several paths at once; ``to_config`` returns {path: value} (None = unset)."""
+        self.fields[name] = Field(name, component, to_config, to_ui, None, paths, error_target)
+        return component
+
+    def _initial(self, path: str) -> Any:
+        try:
+            return cfg.get_path(self.initial, path)
+        except KeyError:
+            return None
+
+    @staticmethod
+    def _default(path: str) -> Any:
+        if path.startswith("training."):
+            return None
+        return schema_defaults().get(path)
+
+    @property
+    def components(self) -> list[Any]:
+        return [f.component for f in self.fields.values()]
+
+    def component(self, path: str) -> Any:
+        return self.fields[path].component
+
+    # -- reading the form
+
+    def raw(self, values: dict[Any, Any]) -> dict[str, Any]:
+        """The nested config mapping the form describes (only values that differ from "unset")."""
+        out: dict[str, Any] = {}
+        for f in self.fields.values():
+            if f.component not in values:
+                continue
+            converted = f.to_config(values[f.component])
+            items = converted if f.paths != (f.path,) else {f.path: converted}
+            for path, value in items.items():
+                default = f.default if f.paths == (f.path,) else None
+                if value is not None and value != default:
+                    cfg.set_path(out, path, value)
+        return out
+
+    def validate(self, values: dict[Any, Any]) -> tuple[cfg.Config | None, list[Problem]]:
+        raw = self.raw(values)
+        try:
+            return cfg.from_dict(raw), []
+        except cfg.ConfigError as exc:
+            return None, self._problems(raw, exc)
+
+    def _problems(self, raw: dict[str, Any], exc: cfg.ConfigError) -> list[Problem]:
+        """Structured problems (pydantic type + context) where available, for translated messages."""
+        try:
+            cfg.Config.model_validate(cfg.deep_merge(cfg.preset_values(raw.get("preset")), raw))
+        except ValidationError as err:
+            out = []
+            for e in err.errors():
+                path, message = cfg._problem(e)  # the engine's own wording of each problem
+                path = path or self.guess_path(message)
+                out.append(Problem(path, message, e["type"], _plain_ctx(e.get("ctx"))))
+            return out
+        except cfg.ConfigError:
+            pass
+        return [Problem(path or self.guess_path(msg), msg) for path, msg in exc.problems]
+
+    def guess_path(self, message: str) -> str:
+        """A whole-config message that starts with a field path ('training.weight_decay > 0 ...')."""
+        match = re.match(r"([a-z_]+(?:\.[a-z_]+)+)", message)
+        return match.group(1) if match and self.owner(match.group(1)) else ""
+
+    # -- writing the form
+
+    def form_values(self, config: dict[str, Any]) -> dict[Any, Any]:
+        """UI values for every bound component from a nested config mapping (e.g. a preset's values)."""
+        out = {}
+        for f in self.fields.values():
+            if f.paths == (f.path,):
+                try:
+                    value = cfg.get_path(config, f.path)
+                except KeyError:
+                    continue
+                out[f.component] = f.to_ui(value)
+            else:
+                out[f.component] = f.to_ui(config)
+        return out
+
+    def owner(self, path: str) -> Field | None:
+        """The field that shows problems about ``path`` ('tokens.add[0]' -> tokens, 'dataset.columns' -> ...)."""
+        bare = re.sub(r"\[\d+\]", "", path)
+        candidates = [f for f in self.fields.values() if bare in f.paths or path in f.paths]
+        if candidates:
+            return candidates[0]
+        parts = bare.split(".")
+        while parts:  # a problem about a section: its first field
+            prefix = ".".join(parts)
+            for f in self.fields.values():
+                if any(p == prefix or p.startswith(prefix + ".") for p in f.paths):
+                    return f
+            parts.pop()
+        return None
+
+    def problem_updates(self, problems: list[Problem], lang: str, shown: list[str]) -> tuple[dict, list[str]]:
+        """Updates that show each problem in the help line of its field and restore the fields fixed since.
+
+        ``shown`` names the fields showing a problem now. Returns (updates keyed by component, the new names).
+        """
+        import gradio as gr
+
+        by_target: dict[str, list[str]] = {}
+        for p in problems:
+            f = self.owner(p.path)
+            if f is not None:
+                by_target.setdefault(self._target_owner(f).path, []).append(p.text(lang))
+        updates = {}
+        for name in set(shown) | set(by_target):
+            f = self.fields.get(name)
+            if f is None:
+                continue
+            if name in by_target:
+                message = "⚠ " + "; ".join(by_target[name])
+                updates[f.error_target] = gr.update(info=message, elem_classes=["tb-field", "tb-invalid"])
+            else:
+                help_text = i18n.field_help(lang, f.path) if f.help else None
+                updates[f.error_target] = gr.update(info=help_text, elem_classes=["tb-field"])
+        return updates, sorted(by_target)
+
+    def _target_owner(self, f: Field) -> Field:
+        """The field whose own component shows ``f``'s problems (itself, unless it has no help line)."""
+        if f.error_target is f.component:
+            return f
+        return next((g for g in self.fields.values() if g.component is f.error_target), f)
+
+    def label(self, path: str, lang: str) -> str:
+        f = self.owner(path)
+        return i18n.field_label(lang, f.path) if f else (path or i18n.t(lang, "errors.config"))
+
+
+def _plain_ctx(ctx: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not ctx:
+        return None
+    return {k: (v if isinstance(v, (int, float, str)) else str(v)) for k, v in ctx.items()}

@@ -1,0 +1,163 @@
+"""Small HTML/SVG views and plot tables: token-length histogram, token pieces, progress bar, metric frames.
+
+    .venv/bin/pytest tests/ui/test_charts.py -q
+
+Hand-written SVG where gradio's native plots cannot draw it (a histogram with a marker line); everything
+user-supplied is HTML-escaped. Styles live in style.css (classes ``tb-*``).
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import pandas as pd
+
+from finetune.ui.i18n import t
+
+
+def esc(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def histogram(stats: dict[str, Any], max_length: int, lang: str) -> str:
+    """SVG bars of token lengths with max_length drawn as a line, and how many records it truncates."""
+    hist = stats.get("histogram") or {}
+    counts, edges = hist.get("counts") or [], hist.get("edges") or []
+    if not counts:
+        return f"<div class='tb-empty'>{esc(t(lang, 'dataset.no_lengths'))}</div>"
+    width, height, pad_l, pad_b, pad_t = 640, 190, 44, 30, 12
+    lo, hi = edges[0], max(edges[-1], max_length * 1.02 if max_length < edges[-1] * 3 else edges[-1])
+    span = max(hi - lo, 1)
+    top = max(counts)
+
+    def x(v: float) -> float:
+        return pad_l + (v - lo) / span * (width - pad_l - 8)
+
+    def y(c: float) -> float:
+        return pad_t + (1 - c / top) * (height - pad_t - pad_b)
+
+    bars = []
+    for c, a, b in zip(counts, edges[:-1], edges[1:]):
+        cls = "tb-bar over" if a >= max_length else "tb-bar"
+        bars.append(
+            f"<rect class='{cls}' x='{x(a):.1f}' y='{y(c):.1f}' width='{max(x(b) - x(a) - 1, 1):.1f}' "
+            f"height='{y(0) - y(c):.1f}'><title>{a:.0f}–{b:.0f}: {c}</title></rect>"
+        )
+    ticks = [lo + span * i / 4 for i in range(5)]
+    axis = "".join(
+        f"<text class='tb-tick' x='{x(v):.1f}' y='{height - 10}' text-anchor='middle'>{v:.0f}</text>" for v in ticks
+    )
+    axis += f"<text class='tb-tick' x='{pad_l - 6}' y='{y(top) + 4:.1f}' text-anchor='end'>{top}</text>"
+    axis += f"<text class='tb-tick' x='{pad_l - 6}' y='{y(0):.1f}' text-anchor='end'>0</text>"
+    marker = ""
+    if lo <= max_length <= hi:
+        mx = x(max_length)
+        marker = (
+            f"<line class='tb-maxline' x1='{mx:.1f}' x2='{mx:.1f}' y1='{pad_t - 6}' y2='{y(0):.1f}'/>"
+            f"<text class='tb-maxlabel' x='{mx - 4:.1f}' y='{pad_t + 4}' text-anchor='end'>max_length {max_length}</text>"
+        )
+    over = stats.get("over_max", 0)
+    caption = t(lang, "dataset.length_caption", count=stats.get("count", 0), min=stats.get("min", 0),
+                mean=f"{stats.get('mean', 0):.0f}", p90=f"{stats.get('p90', 0):.0f}", max=stats.get("max", 0))
+    truncation = t(lang, "dataset.truncated", n=over, max_length=max_length) if over else t(
+        lang, "dataset.none_truncated", max_length=max_length)
+    return (
+        f"<div class='tb-hist'><svg viewBox='0 0 {width} {height}' role='img' "
+        f"aria-label='{esc(t(lang, 'dataset.histogram'))}'>"
+        f"<line class='tb-axis' x1='{pad_l}' x2='{width - 8}' y1='{y(0):.1f}' y2='{y(0):.1f}'/>"
+        f"{''.join(bars)}{marker}{axis}</svg>"
+        f"<div class='tb-caption'>{esc(caption)}</div>"
+        f"<div class='tb-trunc {'warn' if over else 'ok'}'>{esc(truncation)}</div></div>"
+    )
+
+
+def token_pieces(pieces: list[dict[str, Any]], *, show_loss: bool = True) -> str:
+    """Token chips: special tokens outlined, loss-carrying tokens highlighted, whitespace made visible."""
+    spans = []
+    for p in pieces:
+        classes = ["tb-tok"]
+        if p.get("special"):
+            classes.append("special")
+        if show_loss and p.get("loss"):
+            classes.append("loss")
+        text = p["text"].replace(" ", "·").replace("\t", "⇥")
+        text = esc(text).replace("\n", "↵\n")
+        ids = ",".join(str(i) for i in p["ids"])
+        spans.append(f"<span class='{' '.join(classes)}' title='id {ids}'>{text}</span>")
+    return f"<div class='tb-tokens'>{''.join(spans)}</div>"
+
+
+def legend(lang: str) -> str:
+    return (
+        "<div class='tb-legend'>"
+        f"<span class='tb-tok loss'>{esc(t(lang, 'template.legend_loss'))}</span>"
+        f"<span class='tb-tok'>{esc(t(lang, 'template.legend_context'))}</span>"
+        f"<span class='tb-tok special'>{esc(t(lang, 'template.legend_special'))}</span>"
+        "</div>"
+    )
+
+
+def clock(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    seconds = int(max(seconds, 0))
+    h, m, s = seconds // 3600, seconds // 60 % 60, seconds % 60
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def progress_bar(status: dict[str, Any], prog: dict[str, Any], lang: str) -> str:
+    state = status.get("state") or "unknown"
+    pct = prog["fraction"] * 100
+    text = t(lang, "run.progress", step=prog["step"], total=prog["max_steps"] or "?", pct=f"{pct:.0f}",
+             elapsed=clock(prog["elapsed"]), eta=clock(prog["eta"]))
+    reason = status.get("reason")
+    extra = f"<div class='tb-reason'>{esc(reason)}</div>" if reason else ""
+    return (
+        f"<div class='tb-progress state-{esc(state)}'>"
+        f"<div class='tb-progress-head'><span class='tb-state'>{esc(t(lang, 'states.' + state))}</span>"
+        f"<span class='tb-progress-text'>{esc(text)}</span></div>"
+        f"<div class='tb-bar-track'><div class='tb-bar-fill' style='width:{pct:.1f}%'></div></div>{extra}</div>"
+    )
+
+
+def cards(items: list[tuple[str, Any]]) -> str:
+    """A row of labelled numbers (the live summary)."""
+    cells = "".join(
+        f"<div class='tb-card'><div class='tb-card-value'>{esc(value)}</div>"
+        f"<div class='tb-card-label'>{esc(label)}</div></div>"
+        for label, value in items
+    )
+    return f"<div class='tb-cards'>{cells}</div>"
+
+
+def notes(messages: list[str], kind: str = "warn") -> str:
+    if not messages:
+        return ""
+    items = "".join(f"<li>{esc(m)}</li>" for m in messages)
+    return f"<div class='tb-notes {kind}'><ul>{items}</ul></div>"
+
+
+def metric_frame(rows: list[dict[str, Any]], keys: dict[str, str]) -> pd.DataFrame | None:
+    """Long table {step, value, series} of the metrics in ``keys`` (metric -> series label); None if empty.
+
+    None rather than an empty table: a native plot that first receives an empty table keeps wrong column
+    types and never draws its lines (gradio 6.31).
+    """
+    out = [
+        {"step": int(r["step"]), "value": float(r[k]), "series": label}
+        for r in rows
+        for k, label in keys.items()
+        if isinstance(r.get(k), (int, float)) and "step" in r
+    ]
+    return pd.DataFrame(out) if out else None
+
+
+def compare_frame(rows: list[dict[str, Any]]) -> pd.DataFrame | None:
+    return pd.DataFrame(rows).rename(columns={"run": "series"}) if rows else None
+
+
+def schedule_frame(points: list[tuple[int, float]]) -> pd.DataFrame | None:
+    if not points:
+        return None
+    return pd.DataFrame({"step": [p[0] for p in points], "value": [p[1] for p in points]})

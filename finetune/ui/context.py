@@ -1,0 +1,116 @@
+"""What the page's sections share: the data directory, the binder, the language, and the analysis.
+
+    (imported by finetune/ui/page.py and the *_tab.py modules)
+
+Data flow: a field the user commits (blur, Enter, pick, slider release) re-runs :meth:`Ctx.run_analysis`,
+which validates the form, runs the engine's checks (finetune/ui/previews.py) and stores plain results in the
+``analysis`` state; each section re-renders its part when that state or the language changes. Problems go
+next to their fields and into the banner at the top, in the chosen language.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from finetune import config as cfg
+from finetune import runs
+from finetune.preflight import PreflightError
+from finetune.ui import charts, i18n, previews
+from finetune.ui.binder import Binder, Problem
+
+log = logging.getLogger("tuneboard.ui")
+
+
+@dataclass
+class Ctx:
+    home: Path
+    texts: i18n.Texts
+    binder: Binder
+    lang: Any = None  # gr.State: "en" / "ja"
+    analysis: Any = None  # gr.State: the last analysis (plain dict)
+    shown: Any = None  # gr.State: names of the fields showing a problem now
+    banner: Any = None  # gr.HTML: every current problem, above the tabs
+    parts: dict[str, Any] = field(default_factory=dict)  # components one section needs from another
+
+    @property
+    def runs_root(self) -> Path:
+        return runs.runs_root(self.home)
+
+    def form(self, *extra: Any) -> set[Any]:
+        """Dict-keyed inputs: the whole form plus the language and whatever else a handler reads."""
+        return {*self.binder.components, self.lang, self.shown, *extra}
+
+    def error_targets(self) -> list[Any]:
+        return list(dict.fromkeys(f.error_target for f in self.binder.fields.values()))
+
+    def analysis_outputs(self) -> list[Any]:
+        return [self.analysis, self.shown, self.banner, *self.error_targets()]
+
+    def config_or_problems(self, data: dict[Any, Any]) -> tuple[cfg.Config | None, list[Problem]]:
+        return self.binder.validate(data)
+
+    def show_problems(self, data: dict[Any, Any], problems: list[Problem]) -> dict[Any, Any]:
+        """Updates that put ``problems`` next to their fields and into the banner."""
+        lang = data[self.lang]
+        updates, shown = self.binder.problem_updates(problems, lang, data.get(self.shown) or [])
+        return {**updates, self.shown: shown, self.banner: banner(self.binder, problems, lang)}
+
+    def run_analysis(self, data: dict[Any, Any]) -> dict[Any, Any]:
+        config, problems = self.config_or_problems(data)
+        result: dict[str, Any] = {"ok": False}
+        if config is not None:
+            try:
+                result = previews.analyze(config) | {"ok": True}
+                result["summary"] = previews.summary(config, result["records"])
+            except Exception as exc:  # noqa: BLE001 - every failure becomes a message, never a traceback
+                problems = engine_problems(exc)
+        result["problems"] = [asdict(p) for p in problems]
+        return {self.analysis: result, **self.show_problems(data, problems)}
+
+
+def engine_problems(exc: BaseException) -> list[Problem]:
+    """An engine exception as problems with paths (PreflightError, ConfigError, anything else)."""
+    if isinstance(exc, PreflightError):
+        return [Problem(exc.field, exc.message)]
+    if isinstance(exc, cfg.ConfigError):
+        return [Problem(path, message) for path, message in exc.problems]
+    log.exception("unexpected error while checking the config")
+    first = str(exc).strip().splitlines()
+    return [Problem("", f"{type(exc).__name__}: {first[0] if first else ''}")]
+
+
+def banner(binder: Binder, problems: list[Problem], lang: str) -> str:
+    if not problems:
+        return ""
+    items = [f"{binder.label(p.path, lang)}: {p.text(lang)}" for p in problems]
+    head = charts.esc(i18n.t(lang, "errors.banner", n=len(problems)))
+    return f"<div class='tb-banner'><b>{head}</b>{charts.notes(items, 'error')}</div>"
+
+
+def problems_of(analysis: dict[str, Any] | None) -> list[Problem]:
+    return [Problem(**p) for p in (analysis or {}).get("problems", [])]
+
+
+def commits(*components: Any) -> list[Any]:
+    """The events that mean "the user settled on a value" for each component type (never programmatic)."""
+    out = []
+    for c in components:
+        if isinstance(c, (gr.Textbox, gr.Number)):
+            out += [c.blur, c.submit]
+        elif isinstance(c, gr.Slider):
+            out += [c.release]
+        elif isinstance(c, gr.Code):
+            out += [c.blur]
+        elif isinstance(c, (gr.Dropdown, gr.Radio, gr.Checkbox)):
+            out += [c.input]
+    return out
+
+
+def config_from(data: dict[Any, Any], binder: Binder) -> cfg.Config | None:
+    config, _ = binder.validate(data)
+    return config

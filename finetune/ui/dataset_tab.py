@@ -1,0 +1,224 @@
+"""Section 1, Dataset: pick the data (bundled sample, upload, Hub id or path), preview it, map its columns,
+and see the token lengths after templating against max_length.
+
+    (built by finetune/ui/page.py; engine: finetune/data.py)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import pandas as pd
+
+from finetune import config as cfg
+from finetune import data
+from finetune.ui import charts, i18n, previews
+from finetune.ui.binder import Problem
+from finetune.ui.context import Ctx, commits, problems_of
+
+ROLES = ("messages", "prompt", "completion", "instruction", "input", "output", "text", "label", "system")
+LAYOUTS = ("auto", "messages", "alpaca", "prompt_completion", "text", "classification")
+UPLOAD_TYPES = [".csv", ".tsv", ".json", ".jsonl", ".parquet", ".txt"]
+TASK_OF_LAYOUT = {"messages": "sft", "alpaca": "sft", "prompt_completion": "sft", "text": "text",
+                  "classification": "classification"}
+LAYOUT_OF_TASK = {"sft": "prompt_completion", "text": "text", "classification": "classification"}
+
+
+def build(ctx: Ctx) -> None:
+    b, tx = ctx.binder, ctx.texts
+    p = ctx.parts
+    tx.add(gr.Markdown(i18n.t("en", "dataset.intro"), elem_classes=["tb-intro"]), value="dataset.intro")
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=5):
+            p["source"] = tx.add(
+                gr.Radio(_source_choices("en"), value="builtin", label=i18n.t("en", "dataset.source")),
+                label="dataset.source", choices=[(f"dataset.sources.{k}", k) for k in ("builtin", "upload", "hub")])
+            with gr.Group(visible=True) as p["builtin_group"]:
+                p["builtin"] = tx.add(gr.Dropdown(data.builtin_names(), value="sample-chat",
+                                                  label=i18n.t("en", "dataset.builtin")), label="dataset.builtin")
+            with gr.Group(visible=False) as p["upload_group"]:
+                p["upload"] = tx.add(gr.File(file_types=UPLOAD_TYPES, type="filepath",
+                                             label=i18n.t("en", "dataset.upload"), elem_id="tb-upload", height=120),
+                                     label="dataset.upload")
+            with gr.Group(visible=False) as p["hub_group"]:
+                with gr.Row():
+                    p["hub_id"] = tx.add(gr.Textbox(label=i18n.t("en", "dataset.hub_id"), placeholder="org/name",
+                                                    scale=3), label="dataset.hub_id")
+                    b.field("dataset.subset", gr.Textbox, convert="text", show_help=False, scale=2)
+                    b.field("dataset.split", gr.Textbox, convert="text", show_help=False, scale=1)
+                p["hub_load"] = tx.add(gr.Button(i18n.t("en", "dataset.hub_load"), size="sm"), value="dataset.hub_load")
+            b.field("dataset.path", gr.Textbox, convert="text")
+        with gr.Column(scale=4):
+            b.field("task", gr.Radio, choices=["sft", "text", "classification"])
+            with gr.Row():
+                b.field("dataset.layout", gr.Dropdown, choices=list(LAYOUTS))
+                b.field("dataset.format", gr.Dropdown,
+                        choices=["auto", "csv", "tsv", "json", "jsonl", "parquet", "txt", "hub"])
+            with gr.Group(elem_classes=["tb-columns"]):
+                for role in ROLES:
+                    b.field(f"dataset.columns.{role}", gr.Dropdown, convert="choice", choices=[("—", "")],
+                            visible=role == "messages", show_help=False, allow_custom_value=True)
+    p["preview_info"] = gr.Markdown()
+    p["preview"] = gr.Dataframe(interactive=False, wrap=True, max_height=300, elem_id="tb-preview")
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=3):
+            p["histogram"] = gr.HTML(elem_id="tb-histogram")
+        with gr.Column(scale=2):
+            b.field("dataset.max_length", gr.Number, precision=0)
+            b.field("dataset.validation_split", gr.Slider, minimum=0.0, maximum=0.5, step=0.01)
+            b.field("dataset.max_records", gr.Number, convert="int0", precision=0)
+
+
+def _source_choices(lang: str) -> list[tuple[str, str]]:
+    return [(i18n.t(lang, f"dataset.sources.{k}"), k) for k in ("builtin", "upload", "hub")]
+
+
+def wire(ctx: Ctx) -> None:
+    b, p = ctx.binder, ctx.parts
+    path = b.component("dataset.path")
+    columns = [b.component(f"dataset.columns.{r}") for r in ROLES]
+    load_outputs = list(dict.fromkeys([
+        p["preview"], b.component("dataset.layout"), b.component("task"), *columns, path,
+        b.component("dataset.format"), *ctx.analysis_outputs()[1:],
+    ]))
+
+    def show_source(choice: str) -> tuple:
+        return tuple(gr.Group(visible=choice == k) for k in ("builtin", "upload", "hub"))
+
+    p["source"].input(show_source, p["source"], [p["builtin_group"], p["upload_group"], p["hub_group"]])
+
+    def load(data_: dict, new_path: str | None = None, fmt: str | None = None) -> dict:
+        return load_preview(ctx, data_, new_path, fmt)
+
+    def from_builtin(d: dict) -> dict:
+        return load(d, f"builtin:{d[p['builtin']]}", "auto")
+
+    def from_upload(d: dict) -> dict:
+        return load(d, store_upload(ctx.home, d[p["upload"]]), "auto") if d[p["upload"]] else {}
+
+    def from_hub(d: dict) -> dict:
+        return load(d, (d[p["hub_id"]] or "").strip(), "hub")
+
+    form = ctx.form(p["builtin"], p["upload"], p["hub_id"])
+    chains = [
+        (p["builtin"].input, from_builtin),
+        (p["upload"].upload, from_upload),
+        (p["hub_load"].click, from_hub),
+        (p["hub_id"].submit, from_hub),
+        (path.submit, load),
+        (path.blur, load),
+    ]
+    for trigger, fn in chains:
+        trigger(fn, form, load_outputs, show_progress="minimal").then(
+            ctx.run_analysis, ctx.form(), ctx.analysis_outputs(), show_progress="hidden")
+
+    layout = b.component("dataset.layout")
+    layout.input(lambda d: _role_updates(d[layout], None, b), ctx.form(), columns)
+
+    refresh = [ctx.analysis.change, ctx.lang.change]
+    gr.on(refresh, lambda d: charts.histogram((d[ctx.analysis] or {}).get("lengths") or {},
+                                              (d[ctx.analysis] or {}).get("max_length", 0), d[ctx.lang]),
+          {ctx.analysis, ctx.lang}, p["histogram"], show_progress="hidden")
+    gr.on(refresh, lambda d: _preview_info(ctx, d), {ctx.analysis, ctx.lang}, p["preview_info"],
+          show_progress="hidden")
+
+
+def load_preview(ctx: Ctx, d: dict, new_path: str | None, fmt: str | None) -> dict:
+    """Read the first rows of the data, detect layout and columns, and pre-fill the mapping."""
+    b = ctx.binder
+    path_value = new_path if new_path is not None else (d[b.component("dataset.path")] or "")
+    fmt = fmt or d[b.component("dataset.format")] or "auto"
+    out: dict[Any, Any] = {b.component("dataset.path"): path_value, b.component("dataset.format"): fmt}
+    try:
+        source = cfg.DatasetConfig(path=path_value, format=fmt, subset=d[b.component("dataset.subset")] or None,
+                                   split=d[b.component("dataset.split")] or "train")
+        pv = previews.dataset_preview(source)
+    except data.DataError as exc:
+        out.update(ctx.show_problems(d, [Problem(exc.field, exc.message)]))
+        out[ctx.parts["preview"]] = None
+        return out
+    except Exception as exc:  # noqa: BLE001 - pydantic or reader errors: a message, never a traceback
+        out.update(ctx.show_problems(d, [Problem("dataset.path", str(exc).splitlines()[0])]))
+        return out
+    task = d[b.component("task")]
+    layout = pv["layout"] or LAYOUT_OF_TASK.get(task, "prompt_completion")
+    task = TASK_OF_LAYOUT.get(pv["layout"] or "", task)
+    out[ctx.parts["preview"]] = preview_frame(pv)
+    out[b.component("dataset.layout")] = layout
+    out[b.component("task")] = task
+    for role, update in zip(ROLES, _role_updates(layout, pv, b)):
+        out[b.component(f"dataset.columns.{role}")] = update
+    problems = [Problem(pv["error"]["field"], pv["error"]["message"])] if pv.get("error") else []
+    out.update(ctx.show_problems(d, problems))
+    return out
+
+
+def refresh_preview(ctx: Ctx, d: dict) -> dict:
+    """The preview table and column choices for the data as configured, keeping the mapping (page load)."""
+    b = ctx.binder
+    try:
+        source = cfg.DatasetConfig(path=d[b.component("dataset.path")] or "", format=d[b.component("dataset.format")],
+                                   subset=d[b.component("dataset.subset")] or None,
+                                   split=d[b.component("dataset.split")] or "train")
+        pv = previews.dataset_preview(source)
+    except Exception:  # noqa: BLE001 - the analysis reports data problems next to the fields
+        return {}
+    out: dict[Any, Any] = {ctx.parts["preview"]: preview_frame(pv)}
+    choices = [("—", ""), *[(c, c) for c in pv["columns"]]]
+    layout = d[b.component("dataset.layout")]
+    roles = set(data.LAYOUTS.get(layout if layout != "auto" else pv["layout"] or "", {})) or {"messages"}
+    for role in ROLES:
+        out[b.component(f"dataset.columns.{role}")] = gr.update(choices=choices, visible=role in roles)
+    return out
+
+
+def preview_outputs(ctx: Ctx) -> list[Any]:
+    return [ctx.parts["preview"], *(ctx.binder.component(f"dataset.columns.{r}") for r in ROLES)]
+
+
+def _role_updates(layout: str, pv: dict | None, b) -> list[Any]:
+    roles = set(data.LAYOUTS.get(layout, {})) or {"messages"}
+    updates = []
+    for role in ROLES:
+        if pv is None:
+            updates.append(gr.update(visible=role in roles))
+            continue
+        choices = [("—", ""), *[(c, c) for c in pv["columns"]]]
+        updates.append(gr.update(choices=choices, value=pv["mapping"].get(role, ""), visible=role in roles))
+    return updates
+
+
+def _preview_info(ctx: Ctx, d: dict) -> str:
+    lang, analysis = d[ctx.lang], d[ctx.analysis] or {}
+    if not analysis.get("ok"):
+        problems = problems_of(analysis)
+        return i18n.t(lang, "dataset.not_ready", n=len(problems)) if problems else ""
+    return i18n.t(lang, "dataset.summary", records=analysis["records"], eval=analysis.get("eval_records", 0),
+                  layout=analysis["layout"],
+                  columns=", ".join(f"{k} → {v}" for k, v in (analysis.get("columns") or {}).items()))
+
+
+def preview_frame(pv: dict[str, Any]) -> pd.DataFrame:
+    def cell(value: Any) -> str:
+        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        return text if len(text) <= 160 else text[:160] + "…"
+
+    return pd.DataFrame([[cell(row.get(c)) for c in pv["columns"]] for row in pv["rows"]], columns=pv["columns"])
+
+
+def store_upload(home: Path, uploaded: str) -> str:
+    """Copy an upload from gradio's temp folder into HOME/uploads, named by content hash + original name."""
+    source = Path(uploaded)
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()[:10]
+    name = re.sub(r"[^\w.\-]+", "_", source.name, flags=re.UNICODE).lstrip(".") or "data"
+    target = home / "uploads" / f"{digest}-{name}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if not target.exists():
+        shutil.copyfile(source, target)
+    return str(target.resolve())

@@ -1,0 +1,187 @@
+"""Section 4, Hyperparameters: the common values with a one-line explanation each, preset buttons, an
+advanced fold, and a live summary (steps, warmup, checkpoints, learning-rate schedule, memory estimate).
+
+    (built by finetune/ui/page.py; engine: finetune/plan.py, presets/hparams/)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from finetune import config as cfg
+from finetune import presets
+from finetune.ui import charts, i18n
+from finetune.ui.binder import library_defaults
+from finetune.ui.context import Ctx
+
+SCHEDULERS = ["linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
+              "inverse_sqrt", "cosine_with_min_lr", "warmup_stable_decay"]
+OPTIMIZERS = ["adamw_torch_fused", "adamw_torch", "adamw_8bit", "paged_adamw_32bit", "paged_adamw_8bit",
+              "adafactor", "sgd", "lion_8bit"]
+TRISTATE = [("auto", "auto"), ("on", "on"), ("off", "off")]
+# The fields a preset may set; applying one resets the others here to their defaults first.
+HPARAM_PREFIXES = ("method", "lora.", "training.")
+
+
+def build(ctx: Ctx) -> None:
+    b, tx, p = ctx.binder, ctx.texts, ctx.parts
+    lib = library_defaults()
+    tx.add(gr.Markdown(i18n.t("en", "hparams.intro"), elem_classes=["tb-intro"]), value="hparams.intro")
+    with gr.Row(elem_classes=["tb-presets"]):
+        tx.add(gr.Markdown(i18n.t("en", "hparams.presets")), value="hparams.presets")
+        p["preset_buttons"] = {}
+        for name in presets.names("hparams"):
+            meta = presets.load("hparams", name)
+            p["preset_buttons"][name] = gr.Button(meta.get("name", name), size="sm", elem_classes=["tb-preset"])
+    p["preset_note"] = gr.Markdown()
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=3):
+            b.field("method", gr.Radio, choices=["full", "lora", "qlora"])
+            with gr.Row():
+                b.field("training.num_train_epochs", gr.Slider, minimum=0.5, maximum=50, step=0.5,
+                        fallback=lib["num_train_epochs"])
+                b.field("training.max_steps", gr.Number, convert="int", precision=0, fallback=-1, unset=-1)
+            with gr.Row():
+                b.field("training.per_device_train_batch_size", gr.Slider, minimum=1, maximum=128, step=1,
+                        fallback=lib["per_device_train_batch_size"])
+                b.field("training.gradient_accumulation_steps", gr.Slider, minimum=1, maximum=64, step=1,
+                        fallback=lib["gradient_accumulation_steps"])
+            with gr.Row():
+                b.field("training.learning_rate", gr.Number, convert="float", fallback=lib["learning_rate"])
+                b.field("training.lr_scheduler_type", gr.Dropdown, choices=SCHEDULERS,
+                        fallback=lib["lr_scheduler_type"])
+                b.field("training.warmup_ratio", gr.Slider, minimum=0.0, maximum=0.5, step=0.01,
+                        fallback=lib["warmup_ratio"])
+            with gr.Row():
+                b.field("training.logging_steps", gr.Number, convert="float", fallback=lib["logging_steps"])
+                b.field("training.save_strategy", gr.Dropdown, choices=["no", "steps", "epoch", "best"],
+                        fallback=lib["save_strategy"])
+                b.field("training.save_steps", gr.Number, convert="float", fallback=lib["save_steps"],
+                        unset=lib["save_steps"])
+            with gr.Group(visible=b.initial.get("method") != "full") as p["lora_group"]:
+                with gr.Row():
+                    b.field("lora.r", gr.Slider, minimum=1, maximum=256, step=1)
+                    b.field("lora.lora_alpha", gr.Slider, minimum=1, maximum=512, step=1)
+                    b.field("lora.lora_dropout", gr.Slider, minimum=0.0, maximum=0.5, step=0.01)
+                b.field("lora.target_modules", gr.Textbox, convert="names")
+            with gr.Accordion(i18n.t("en", "hparams.advanced"), open=False) as acc:
+                tx.add(acc, label="hparams.advanced")
+                _advanced(ctx)
+        with gr.Column(scale=2, elem_classes=["tb-summary-col"]):
+            p["summary"] = gr.HTML(elem_id="tb-summary")
+            p["schedule"] = tx.add(gr.LinePlot(None, x="step", y="value", label=i18n.t("en", "hparams.schedule"),
+                                               height=220, x_title="step", y_title="learning rate",
+                                               elem_id="tb-schedule"),
+                                   label="hparams.schedule")
+            p["memory"] = gr.HTML(elem_id="tb-memory")
+
+
+def _advanced(ctx: Ctx) -> None:
+    b, lib = ctx.binder, library_defaults()
+    with gr.Row():
+        for name in ("weight_decay", "max_grad_norm", "warmup_steps"):
+            b.field(f"training.{name}", gr.Number, convert="float", fallback=lib[name], unset=lib[name])
+    with gr.Row():
+        b.field("training.optim", gr.Dropdown, convert="auto", choices=["auto", *OPTIMIZERS])
+        b.field("training.gradient_checkpointing", gr.Dropdown, convert="tristate", choices=TRISTATE)
+        b.field("training.packing", gr.Dropdown, convert="tristate", choices=TRISTATE)
+    with gr.Row():
+        b.field("training.bf16", gr.Dropdown, convert="tristate", choices=TRISTATE)
+        b.field("training.fp16", gr.Dropdown, convert="tristate", choices=TRISTATE)
+        b.field("training.tf32", gr.Dropdown, convert="tristate", choices=TRISTATE)
+    with gr.Row():
+        b.field("training.seed", gr.Number, convert="int", precision=0, fallback=lib["seed"], unset=lib["seed"])
+        b.field("training.save_total_limit", gr.Number, convert="int0", precision=0)
+        b.field("training.per_device_eval_batch_size", gr.Number, convert="int", precision=0,
+                fallback=lib["per_device_eval_batch_size"], unset=lib["per_device_eval_batch_size"])
+    with gr.Row():
+        b.field("training.eval_strategy", gr.Dropdown, convert="auto", choices=["auto", "no", "steps", "epoch"])
+        b.field("training.eval_steps", gr.Number, convert="float0")
+        b.field("training.report_to", gr.Textbox, convert="names")
+    with gr.Row():
+        b.field("training.push_to_hub", gr.Dropdown, convert="tristate", choices=TRISTATE)
+        b.field("training.hub_model_id", gr.Textbox, convert="text")
+
+
+def preset_values(name: str) -> dict[str, Any]:
+    """The form values of a preset: its values over the defaults of every hyperparameter field."""
+    values = presets.load("hparams", name).get("values", {})
+    return values
+
+
+def wire(ctx: Ctx) -> None:
+    b, p = ctx.binder, ctx.parts
+    method = b.component("method")
+    method.input(lambda v: gr.Group(visible=v != "full"), method, p["lora_group"])
+    hparam_fields = [f for f in b.fields.values() if f.path.startswith(HPARAM_PREFIXES)]
+    outputs = [f.component for f in hparam_fields] + [p["lora_group"], p["preset_note"]]
+
+    def apply(name: str):
+        def fn(d: dict) -> dict:
+            values = preset_values(name)
+            lib = library_defaults()
+            out: dict[Any, Any] = {}
+            for f in hparam_fields:
+                try:
+                    value = cfg.get_path(values, f.path)
+                except KeyError:  # not in the preset: back to the default (a number shows the library's)
+                    value = _reset_value(f, lib)
+                out[f.component] = f.to_ui(value)
+            out[p["lora_group"]] = gr.Group(visible=values.get("method", "lora") != "full")
+            meta = presets.load("hparams", name)
+            out[p["preset_note"]] = i18n.t(d[ctx.lang], "hparams.applied", name=meta.get("name", name),
+                                           description=meta.get("description", ""))
+            return out
+
+        return fn
+
+    for name, button in p["preset_buttons"].items():
+        button.click(apply(name), ctx.form(), outputs).then(
+            ctx.run_analysis, ctx.form(), ctx.analysis_outputs(), show_progress="hidden")
+    gr.on([ctx.analysis.change, ctx.lang.change], lambda d: render(ctx, d), {ctx.analysis, ctx.lang},
+          [p["summary"], p["schedule"], p["memory"]], show_progress="hidden")
+
+
+def _reset_value(f: Any, lib: dict[str, Any]) -> Any:
+    """What a hyperparameter field goes back to when a preset does not set it."""
+    if f.path.startswith("training.") and isinstance(f.component, (gr.Number, gr.Slider)):
+        return lib.get(f.path.split(".", 1)[1]) or 0
+    return f.default
+
+
+def render(ctx: Ctx, d: dict) -> tuple[str, Any, str]:
+    lang, a = d[ctx.lang], d[ctx.analysis] or {}
+    summary = a.get("summary")
+    if not summary:
+        return f"<div class='tb-empty'>{charts.esc(i18n.t(lang, 'hparams.no_summary'))}</div>", None, ""
+    s = summary["steps"]
+    items = [
+        (i18n.t(lang, "hparams.records"), f"{s['records']:,}"),
+        (i18n.t(lang, "hparams.effective_batch"), s["effective_batch"]),
+        (i18n.t(lang, "hparams.micro_batches"), f"{s['micro_batches']:,}"),
+        (i18n.t(lang, "hparams.optimizer_steps"), f"{s['optimizer_steps']:,}"),
+        (i18n.t(lang, "hparams.warmup_steps"), f"{s['warmup_steps']:,}"),
+        (i18n.t(lang, "hparams.checkpoints"), s["checkpoints"]),
+    ]
+    explain = i18n.t(lang, "hparams.arithmetic", records=s["records"], batch=s["batch_size"],
+                     per_epoch=s["micro_batches_per_epoch"], epochs=f"{s['epochs']:g}", accum=s["grad_accum"],
+                     steps=s["optimizer_steps"])
+    html = charts.cards(items) + f"<div class='tb-explain' id='tb-steps-explain'>{charts.esc(explain)}</div>"
+    return html, charts.schedule_frame(summary.get("schedule") or []), memory_html(summary, lang)
+
+
+def memory_html(summary: dict[str, Any], lang: str) -> str:
+    mem, dev = summary.get("memory"), summary.get("device") or {}
+    where = f"{dev.get('name')} ({dev['memory_gb']:.0f} GiB)" if dev.get("memory_gb") else i18n.t(lang, "hparams.cpu")
+    if not mem:
+        return f"<div class='tb-memory'>{charts.esc(i18n.t(lang, 'hparams.memory_unknown', device=where))}</div>"
+    text = i18n.t(lang, "hparams.memory", total=f"{mem['total']:.2f}", weights=f"{mem['weights']:.2f}",
+                  optimizer=f"{mem['gradients_and_optimizer']:.2f}", activations=f"{mem['activations']:.2f}",
+                  params=f"{mem['params']:,}", trainable=f"{mem['trainable']:,}", device=where)
+    fits = ""
+    if dev.get("memory_gb"):
+        ok = mem["total"] <= dev["memory_gb"] * 0.9
+        fits = f"<div class='tb-trunc {'ok' if ok else 'warn'}'>{charts.esc(i18n.t(lang, 'hparams.fits' if ok else 'hparams.too_big'))}</div>"
+    return f"<div class='tb-memory'>{charts.esc(text)}</div>{fits}"

@@ -1,0 +1,118 @@
+"""The dashboard page: header with the language switch, a problem banner, and the six sections in gr.Tabs.
+
+    python app.py                      # builds this page and serves it on 127.0.0.1:7860
+    .venv/bin/pytest tests/ui tests/e2e -q
+
+The form starts as presets/demo.yaml (tiny local model, bundled sample chats), so Start works at once on a
+CPU. Each section is one module with ``build(ctx)`` (layout) and ``wire(ctx)`` (events); this module adds
+what spans sections: the language, the analysis every committed field triggers, and what a page load does
+(pick the language, check the form, attach to the newest live run).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from finetune import config as cfg
+from finetune.ui import (
+    dataset_tab,
+    hparams_tab,
+    i18n,
+    run_tab,
+    runs_tab,
+    template_tab,
+    tokens_tab,
+)
+from finetune.ui.binder import Binder
+from finetune.ui.context import Ctx, commits
+
+DEMO = Path(__file__).resolve().parent.parent.parent / "presets" / "demo.yaml"
+SECTIONS = [
+    ("dataset", dataset_tab),
+    ("model", template_tab),
+    ("tokens", tokens_tab),
+    ("hparams", hparams_tab),
+    ("run", run_tab),
+    ("runs", runs_tab),
+]
+# Fields whose own handlers run the analysis after doing more (loading a preview, editing the token table).
+CHAINED = ("dataset.path", "tokens.add")
+
+
+def initial_config() -> dict[str, Any]:
+    """The embedded default: presets/demo.yaml with every schema field filled in."""
+    return cfg.load(DEMO).model_dump(mode="json")
+
+
+def build(home: Path) -> gr.Blocks:
+    texts = i18n.Texts()
+    ctx = Ctx(Path(home), texts, Binder(texts, initial_config()))
+    with gr.Blocks(title="Tuneboard") as demo:
+        ctx.lang = gr.State(i18n.DEFAULT_LANG)
+        ctx.analysis = gr.State({})
+        ctx.shown = gr.State([])
+        stored_lang = gr.BrowserState("", storage_key="tuneboard-lang")
+        with gr.Row(elem_id="tb-header", equal_height=True):
+            texts.add(gr.HTML(_header("en"), elem_id="tb-title"), value=_header)
+            lang_radio = gr.Radio(list((name, code) for code, name in i18n.LANGS.items()), value="en",
+                                  show_label=False, container=False, elem_id="tb-lang", scale=0, min_width=220)
+        ctx.banner = gr.HTML(elem_id="tb-banner")
+        with gr.Tabs(elem_id="tb-tabs") as tabs:
+            ctx.parts["tabs"] = tabs
+            for key, module in SECTIONS:
+                with gr.Tab(i18n.t("en", f"tabs.{key}"), id=key, elem_id=f"tb-tab-{key}") as tab:
+                    texts.add(tab, label=f"tabs.{key}")
+                    ctx.parts[f"{key}_tab"] = tab
+                    module.build(ctx)
+        for _, module in SECTIONS:
+            module.wire(ctx)
+        _wire_page(ctx, demo, lang_radio, stored_lang)
+    return demo
+
+
+def _header(lang: str) -> str:
+    return (f"<div class='tb-brand'><span class='tb-logo'>▤</span><span class='tb-name'>Tuneboard</span>"
+            f"<span class='tb-tagline'>{i18n.t(lang, 'app.tagline')}</span></div>")
+
+
+def _wire_page(ctx: Ctx, demo: gr.Blocks, lang_radio: gr.Radio, stored_lang: gr.BrowserState) -> None:
+    texts, binder = ctx.texts, ctx.binder
+    relabel_outputs = texts.components
+
+    def set_lang(lang: str) -> list[Any]:
+        lang = i18n.pick_lang(lang)
+        return [lang, lang, *texts.updates(lang)]
+
+    lang_radio.input(set_lang, lang_radio, [ctx.lang, stored_lang, *relabel_outputs], show_progress="hidden")
+    ctx.lang.change(lambda d: ctx.show_problems(d, _problems(d[ctx.analysis])), ctx.form(ctx.analysis),
+                    ctx.analysis_outputs()[1:], show_progress="hidden")
+
+    own = [f.component for f in binder.fields.values() if f.path not in CHAINED]
+    gr.on(commits(*own), ctx.run_analysis, ctx.form(), ctx.analysis_outputs(), show_progress="hidden",
+          trigger_mode="always_last")
+
+    def on_load(stored: str, request: gr.Request) -> list[Any]:
+        lang = i18n.pick_lang(stored, request.headers.get("accept-language") if request else None)
+        if lang == i18n.DEFAULT_LANG:
+            return [lang, lang, *[gr.skip()] * len(relabel_outputs)]
+        return [lang, lang, *texts.updates(lang)]
+
+    def attach_latest(lang: str) -> dict[Any, Any]:
+        run_id = run_tab.latest_run(ctx.runs_root)
+        follow = run_tab.attach(ctx.runs_root, run_id)
+        return {**run_tab.view(ctx, follow, lang), ctx.parts["watch"]: run_tab.watch_choices(ctx, run_id)}
+
+    demo.load(on_load, stored_lang, [ctx.lang, lang_radio, *relabel_outputs], show_progress="hidden").then(
+        ctx.run_analysis, ctx.form(), ctx.analysis_outputs(), show_progress="hidden"
+    ).then(attach_latest, ctx.lang, [*run_tab.outputs(ctx), ctx.parts["watch"]], show_progress="hidden").then(
+        lambda d: dataset_tab.refresh_preview(ctx, d), ctx.form(), dataset_tab.preview_outputs(ctx),
+        show_progress="hidden")
+
+
+def _problems(analysis: dict[str, Any] | None) -> list[Any]:
+    from finetune.ui.context import problems_of
+
+    return problems_of(analysis)

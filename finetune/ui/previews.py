@@ -1,0 +1,270 @@
+"""What the page shows before a run, computed with the engine: plan, token lengths, rendering, tokens, schedule.
+
+    .venv/bin/pytest tests/ui/test_previews.py -q
+
+No gradio here, and no model weights: ``plan.report`` and ``preflight.run`` load a tokenizer and the data
+(the parameter count comes from a model built on the meta device). Results are plain data the page keeps
+in its state; the expensive engine objects stay in a small cache keyed by the config, so the page's tabs,
+each rendering its part of one analysis, do not repeat the work.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections import Counter, OrderedDict
+from typing import Any
+
+from finetune import config as cfg
+from finetune import data, effective, plan, preflight, templates, tokens
+
+_LOCK = threading.RLock()  # builds may nest (detect_template needs checked)
+_CACHE: OrderedDict[str, Any] = OrderedDict()
+_CACHE_SIZE = 6
+_DEVICE: dict[str, Any] = {}
+
+TOKEN_LIKE = re.compile(r"<[^<>\s]{1,40}>|\[[^\[\]\s]{1,40}\]")
+
+
+def key_of(config: cfg.Config) -> str:
+    """A cache key: the parts of the config that change tokenizer, template or data (not hyperparameters)."""
+    parts = config.model_dump(mode="json", include={"task", "model", "dataset", "template", "tokens"})
+    return json.dumps(parts, sort_keys=True, ensure_ascii=False)
+
+
+def _cached(key: str, build: Any) -> Any:
+    with _LOCK:
+        if key in _CACHE:
+            _CACHE.move_to_end(key)
+            return _CACHE[key]
+        value = build()
+        _CACHE[key] = value
+        while len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
+        return value
+
+
+def checked(config: cfg.Config) -> preflight.Checked:
+    """preflight.run, cached; raises PreflightError like the engine."""
+    return _cached("checked:" + key_of(config), lambda: preflight.run(config))
+
+
+def dataset_preview(dataset: cfg.DatasetConfig, rows: int = 20) -> dict[str, Any]:
+    """data.preview (columns, first rows, detected layout and mapping); raises DataError."""
+    key = "preview:" + dataset.model_dump_json()
+    return _cached(key, lambda: data.preview(dataset, rows))
+
+
+# ---------------------------------------------------------------- the analysis
+
+
+def analyze(config: cfg.Config) -> dict[str, Any]:
+    """Everything that depends on the data, model, template and tokens, as plain data (cached on those).
+
+    Keys: records, layout, columns, lengths (data.length_stats), template, detected_template, family,
+    model_type, vocab (before/after), specials, warnings, device. Raises PreflightError/ConfigError.
+    Hyperparameters are :func:`summary`'s: cheap, so computed on every change.
+    """
+    return dict(_cached("analysis:" + key_of(config), lambda: _analyze(config)))
+
+
+def _analyze(config: cfg.Config) -> dict[str, Any]:
+    ch = checked(config)
+    report = plan.report(config)
+    device = report["device"]
+    _DEVICE["device"] = device
+    fam = ch.family or {}
+    return {
+        "key": key_of(config),
+        "records": report["dataset"]["train"],
+        "eval_records": report["dataset"]["eval"],
+        "layout": report["dataset"]["layout"],
+        "columns": report["dataset"]["columns"],
+        "lengths": report["dataset"]["lengths"],
+        "max_length": config.dataset.max_length,
+        "template": ch.template.id if ch.template else None,
+        "family": fam.get("id"),
+        "family_name": fam.get("name"),
+        "family_template": fam.get("template"),
+        "model_type": ch.model_type,
+        "detected_template": detect_template(config),
+        "vocab_before": len(ch.tokenizer_before),
+        "vocab_after": len(ch.tokenizer),
+        "specials": specials(ch.tokenizer_before),
+        "new_tokens": report["new_tokens"],
+        "missing_template_tokens": missing_template_tokens(ch),
+        "warnings": list(report["warnings"]),
+        "device": {"kind": device.kind, "name": device.name, "memory_gb": device.memory_gb},
+    }
+
+
+def detect_template(config: cfg.Config) -> str | None:
+    """The preset matching the model's own chat template (None: it has none, or none matches)."""
+    return _cached(
+        "detect:" + config.model.model_dump_json(), lambda: templates.detect(checked(config).tokenizer_before)
+    )
+
+
+def specials(tokenizer: Any) -> list[str]:
+    found = list(dict.fromkeys([*tokenizer.all_special_tokens, *getattr(tokenizer, "added_tokens_encoder", {})]))
+    return found[:200]
+
+
+def missing_template_tokens(ch: preflight.Checked) -> list[str]:
+    """Special tokens the chosen template writes that the tokenizer (after tokens.add) would split."""
+    if ch.template is None:
+        return []
+    vocab = ch.tokenizer.get_vocab()
+    return [
+        tok
+        for tok in ch.template.meta.get("special_tokens") or []
+        if tok not in vocab or len(ch.tokenizer.encode(tok, add_special_tokens=False)) != 1
+    ]
+
+
+# ---------------------------------------------------------------- template rendering
+
+
+def render_record(config: cfg.Config, index: int) -> dict[str, Any]:
+    """One training record as the model sees it: token pieces with ids, loss mask and special flags."""
+    ch = checked(config)
+    train = ch.dataset.train
+    if not len(train):
+        return {"index": 0, "count": 0, "pieces": [], "truncated": False}
+    index = max(0, min(int(index or 0), len(train) - 1))
+    record = train[index]
+    tok = ch.tokenizer
+    max_length = config.dataset.max_length
+    if config.task == "sft":
+        if ch.template is not None and templates.has_generation_markers(ch.template.source):
+            ids, mask = templates.assistant_mask(tok, ch.template, record["messages"], max_length=max_length)
+        else:
+            out = tok.apply_chat_template(record["messages"], tokenize=True, return_dict=True)
+            ids = list(out["input_ids"])[:max_length]
+            mask = [1] * len(ids)
+        if config.template.train_on == "all":
+            mask = [1] * len(ids)
+    else:
+        ids = tok(record["text"], truncation=True, max_length=max_length)["input_ids"]
+        mask = [1] * len(ids) if config.task == "text" else [0] * len(ids)
+    return {
+        "index": index,
+        "count": len(train),
+        "pieces": pieces(tok, ids, mask),
+        "truncated": len(ids) >= max_length,
+        "tokens": len(ids),
+        "loss_tokens": sum(mask),
+    }
+
+
+def pieces(tokenizer: Any, ids: list[int], mask: list[int] | None = None) -> list[dict[str, Any]]:
+    """Readable pieces: ids decoded one by one, merging the byte pieces of one character (UTF-8)."""
+    special_ids = set(tokenizer.all_special_ids) | {
+        i for t, i in getattr(tokenizer, "added_tokens_encoder", {}).items() if t
+    }
+    mask = mask if mask is not None else [0] * len(ids)
+    out: list[dict[str, Any]] = []
+    i = 0
+    while i < len(ids):
+        j = i + 1
+        text = tokenizer.decode(ids[i:j])
+        while "\ufffd" in text and j < len(ids) and j - i < 4:
+            j += 1
+            text = tokenizer.decode(ids[i:j])
+        out.append({
+            "text": text,
+            "ids": ids[i:j],
+            "loss": any(mask[i:j]),
+            "special": any(x in special_ids for x in ids[i:j]),
+        })
+        i = j
+    return out
+
+
+def tokenize_compare(config: cfg.Config, text: str) -> dict[str, list[dict[str, Any]]]:
+    """``text`` split by the tokenizer as loaded and after the config's token edits."""
+    ch = checked(config)
+    before = ch.tokenizer_before.encode(text or "", add_special_tokens=False)
+    after = ch.tokenizer.encode(text or "", add_special_tokens=False)
+    return {"before": pieces(ch.tokenizer_before, before), "after": pieces(ch.tokenizer, after)}
+
+
+def scan_token_like(config: cfg.Config, limit: int = 5000) -> list[dict[str, Any]]:
+    """Strings like ``<name>`` or ``[TAG]`` in the records, how often, and whether the vocabulary lacks them."""
+    ch = checked(config)
+    ds = ch.dataset.train
+    counts: Counter[str] = Counter()
+    for record in ds.select(range(min(limit, len(ds)))):
+        if "messages" in record:
+            text = "\n".join(str(m.get("content") or "") for m in record["messages"])
+        else:
+            text = str(record.get("text") or "")
+        counts.update(TOKEN_LIKE.findall(text))
+    missing = set(tokens.missing_from_vocab(ch.tokenizer, list(counts)))
+    return [
+        {"token": tok, "count": n, "missing": tok in missing}
+        for tok, n in counts.most_common(100)
+    ]
+
+
+# ---------------------------------------------------------------- hyperparameters
+
+
+def summary(config: cfg.Config, records: int) -> dict[str, Any]:
+    """Step arithmetic, the learning-rate schedule and a memory estimate; cheap enough for every change."""
+    device = _DEVICE.get("device")
+    cuda = bool(device and device.kind == "cuda")
+    bf16_ok = bool(device and device.bf16)
+    has_eval = config.dataset.validation_split > 0
+    args = effective.training_args(config, effective.RUN_DIR_PLACEHOLDER, cuda=cuda, bf16_ok=bf16_ok,
+                                   has_eval=has_eval)
+    steps = plan.steps_from_args(records, args)
+    memory = None
+    if device is not None:
+        memory_key = "memory:" + json.dumps([
+            config.model.model_dump(mode="json"), config.method, config.task, config.lora.r,
+            args.per_device_train_batch_size, config.dataset.max_length, bool(args.gradient_checkpointing),
+        ])
+        memory = _cached(memory_key, lambda: plan._memory(config, device, args, None))  # meta device only
+    return {
+        "steps": steps.as_dict(),
+        "schedule": lr_schedule(args, steps.optimizer_steps),
+        "memory": memory,
+        "device": {"kind": device.kind, "name": device.name, "memory_gb": device.memory_gb} if device else None,
+    }
+
+
+def lr_schedule(args: Any, total: int, points: int = 200) -> list[tuple[int, float]]:
+    """(step, learning rate) over the run, from transformers' own scheduler for these arguments."""
+    import torch
+    from transformers import get_scheduler
+
+    if total <= 0:
+        return []
+    name = getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)
+    if name == "reduce_lr_on_plateau":  # depends on eval loss: flat until the loss stalls
+        return [(0, args.learning_rate), (total, args.learning_rate)]
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([param], lr=args.learning_rate)
+    try:
+        scheduler = get_scheduler(
+            name,
+            optimizer,
+            num_warmup_steps=args.get_warmup_steps(total),
+            num_training_steps=total,
+            scheduler_specific_kwargs=dict(args.lr_scheduler_kwargs or {}),
+        )
+    except (ValueError, TypeError):
+        return []
+    stride = max(1, total // points)
+    samples = sorted({*range(0, total + 1, stride), total})
+    lambdas = getattr(scheduler, "lr_lambdas", None)
+    if lambdas:
+        return [(s, args.learning_rate * lambdas[0](s)) for s in samples]
+    out = []
+    for s in range(total + 1):  # schedulers without a closed form: step through them
+        if s in samples:
+            out.append((s, optimizer.param_groups[0]["lr"]))
+        scheduler.step()
+    return out

@@ -1,0 +1,240 @@
+"""Section 5, Run: Start and Stop, progress, the live log and metric plots, TensorBoard in the page, and the
+effective config with a YAML download and the equivalent command line.
+
+    (built by finetune/ui/page.py; engine: finetune/jobs.py starts/stops, finetune/runs.py reads)
+
+Streaming: a gr.Timer ticks once a second while the watched run is live; each tick reads only the bytes
+appended to train.log and metrics.jsonl since the offsets kept in the page's state. Nothing runs per job in
+this process, so a reload, a second browser or a restarted app simply attach again from the run directory.
+"""
+
+from __future__ import annotations
+
+import shlex
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from finetune import effective, jobs, runs
+from finetune.config import dump_yaml
+from finetune.ui import charts, i18n
+from finetune.ui.context import Ctx, config_from, engine_problems
+
+LOG_LINES = 300
+# A log filled while its tab was hidden keeps its scroll at the top; show the newest lines on opening.
+SCROLL_LOGS = "() => { document.querySelectorAll('.tb-log textarea').forEach(t => { t.scrollTop = t.scrollHeight; }); }"
+PLOTS = {
+    "loss_plot": {"loss": "loss", "eval_loss": "eval loss"},
+    "lr_plot": {"learning_rate": "learning rate"},
+    "grad_plot": {"grad_norm": "grad norm"},
+    "speed_plot": {"tokens_per_second": "tokens/s"},
+}
+COLORS = {"loss": "#f97316", "eval loss": "#2563eb", "learning rate": "#16a34a", "grad norm": "#9333ea",
+          "tokens/s": "#0891b2"}
+
+
+def build(ctx: Ctx) -> None:
+    tx, p = ctx.texts, ctx.parts
+    with gr.Row(equal_height=True):
+        p["start"] = tx.add(gr.Button(i18n.t("en", "run.start"), variant="primary", scale=2, elem_id="tb-start"),
+                            value="run.start")
+        p["stop"] = tx.add(gr.Button(i18n.t("en", "run.stop"), variant="stop", scale=1, interactive=False,
+                                     elem_id="tb-stop"), value="run.stop")
+        p["watch"] = tx.add(gr.Dropdown([], label=i18n.t("en", "run.watch"), scale=3, elem_id="tb-watch"),
+                            label="run.watch")
+    p["progress"] = gr.HTML(elem_id="tb-progress")
+    with gr.Row():
+        for name in PLOTS:
+            colors = {label: COLORS[label] for label in PLOTS[name].values()}
+            several = len(colors) > 1  # a legend only where there is something to tell apart
+            p[name] = tx.add(gr.LinePlot(None, x="step", y="value", color="series" if several else None,
+                                         color_map=colors if several else None, height=200,
+                                         label=i18n.t("en", f"run.{name}"), elem_id=f"tb-{name.replace('_', '-')}",
+                                         x_title="step", y_title=" ", min_width=220),
+                             label=f"run.{name}")
+    p["log"] = tx.add(gr.Textbox(label=i18n.t("en", "run.log"), lines=12, max_lines=12, autoscroll=True,
+                                 interactive=False, elem_id="tb-log", elem_classes=["tb-log"]), label="run.log")
+    with gr.Accordion(i18n.t("en", "run.tensorboard"), open=False, elem_id="tb-tb-accordion") as acc:
+        tx.add(acc, label="run.tensorboard")
+        p["tb_open"] = tx.add(gr.Button(i18n.t("en", "run.tb_open"), size="sm", elem_id="tb-tb-open"),
+                              value="run.tb_open")
+        p["tb_frame"] = gr.HTML(elem_id="tb-tb-frame")
+    with gr.Accordion(i18n.t("en", "run.config"), open=False, elem_id="tb-config-accordion") as acc2:
+        tx.add(acc2, label="run.config")
+        p["config_note"] = gr.Markdown()
+        p["cli"] = tx.add(gr.Textbox(label=i18n.t("en", "run.cli"), interactive=False, elem_id="tb-cli",
+                                     buttons=["copy"]), label="run.cli")
+        p["download"] = tx.add(gr.DownloadButton(i18n.t("en", "run.download"), size="sm", elem_id="tb-download"),
+                               label="run.download")
+        p["effective"] = tx.add(gr.Code(language="yaml", label=i18n.t("en", "run.effective"), lines=14,
+                                        max_lines=30, interactive=False, elem_id="tb-effective"),
+                                label="run.effective")
+    p["follow"] = gr.State({})
+    p["timer"] = gr.Timer(1.0, active=False)
+
+
+# ---------------------------------------------------------------- following a run (plain functions)
+
+
+def attach(root: Path, run_id: str | None) -> dict[str, Any]:
+    """Start following a run: all its metrics (one read) and the end of its log; offsets at the ends."""
+    if not run_id or not (root / run_id).is_dir():
+        return {}
+    run_dir = root / run_id
+    metrics, met_off = [], 0
+    while True:
+        lines, new = runs.read_new(run_dir / "metrics.jsonl", met_off)
+        if new == met_off:
+            break
+        metrics += runs.parse_metrics(lines)
+        met_off = new
+    log, log_off = runs.log_tail(run_dir, LOG_LINES)
+    return {"run": run_id, "met_off": met_off, "log_off": log_off, "rows": metrics, "log": log,
+            "status": jobs.reconcile(run_dir), "fresh": True}
+
+
+def poll(root: Path, follow: dict[str, Any]) -> tuple[dict[str, Any], bool, bool]:
+    """Read what is new; returns (follow, new metrics?, new log?)."""
+    run_dir = root / follow["run"]
+    log_lines, log_off = runs.read_new(run_dir / "train.log", follow["log_off"])
+    met_lines, met_off = runs.read_new(run_dir / "metrics.jsonl", follow["met_off"])
+    rows = runs.parse_metrics(met_lines)
+    follow = {**follow, "log_off": log_off, "met_off": met_off, "status": jobs.reconcile(run_dir), "fresh": False}
+    if rows:
+        follow["rows"] = follow["rows"] + rows
+    if log_lines:
+        follow["log"] = (follow["log"] + log_lines)[-LOG_LINES:]
+    return follow, bool(rows), bool(log_lines)
+
+
+def latest_run(root: Path) -> str | None:
+    """The newest live run, else the newest run."""
+    listed = runs.list_runs(root)
+    for run in listed:
+        if run.state in runs.LIVE_STATES and runs.is_live(jobs.reconcile(Path(run.path))):
+            return run.id
+    return listed[0].id if listed else None
+
+
+# ---------------------------------------------------------------- rendering
+
+
+def view(ctx: Ctx, follow: dict[str, Any], lang: str, *, plots: bool = True, log: bool = True) -> dict[Any, Any]:
+    p = ctx.parts
+    status = follow.get("status") or {}
+    live = runs.is_live(status)
+    out: dict[Any, Any] = {
+        p["follow"]: follow,
+        p["progress"]: charts.progress_bar(status, runs.progress(status), lang) if follow else "",
+        p["stop"]: gr.update(interactive=live),
+        p["timer"]: gr.Timer(active=live),
+    }
+    if plots:
+        for name, keys in PLOTS.items():
+            out[p[name]] = charts.metric_frame(follow.get("rows") or [], keys)
+    if log:
+        out[p["log"]] = "\n".join(follow.get("log") or [])
+    return out
+
+
+def outputs(ctx: Ctx) -> list[Any]:
+    p = ctx.parts
+    return [p["follow"], p["progress"], p["stop"], p["timer"], p["log"], *(p[n] for n in PLOTS)]
+
+
+def wire(ctx: Ctx) -> None:
+    p = ctx.parts
+    outs = outputs(ctx)
+
+    def tick(follow: dict, lang: str) -> dict:
+        if not follow.get("run"):
+            return {p["timer"]: gr.Timer(active=False)}
+        follow, new_rows, new_log = poll(ctx.runs_root, follow)
+        return view(ctx, follow, lang, plots=new_rows, log=new_log)
+
+    p["timer"].tick(tick, [p["follow"], ctx.lang], outs, show_progress="hidden", concurrency_limit=None)
+
+    def start(d: dict) -> dict:
+        lang = d[ctx.lang]
+        config, problems = ctx.config_or_problems(d)
+        if config is not None:
+            try:
+                run_dir = jobs.start(config, ctx.runs_root)
+            except Exception as exc:  # noqa: BLE001 - PreflightError, ConfigError, OS errors: shown, not raised
+                problems = engine_problems(exc)
+        if problems:
+            gr.Warning(i18n.t(lang, "run.not_started"))
+            return ctx.show_problems(d, problems)
+        follow = attach(ctx.runs_root, run_dir.name)
+        return {**ctx.show_problems(d, []), **view(ctx, follow, lang), p["watch"]: watch_choices(ctx, run_dir.name)}
+
+    start_outputs = list(dict.fromkeys([*outs, p["watch"], *ctx.analysis_outputs()[1:]]))
+    p["start"].click(start, ctx.form(p["follow"]), start_outputs, concurrency_limit=1).then(
+        lambda f, lang: config_view(ctx, f, lang, None), [p["follow"], ctx.lang],
+        [p["config_note"], p["cli"], p["download"], p["effective"]])
+
+    def stop(follow: dict, lang: str) -> dict:
+        if follow.get("run"):
+            jobs.stop(ctx.runs_root / follow["run"])
+            follow, _, _ = poll(ctx.runs_root, follow)
+        return view(ctx, follow, lang, plots=False)
+
+    p["stop"].click(stop, [p["follow"], ctx.lang], outs)
+
+    def watch(run_id: str, lang: str) -> dict:
+        return view(ctx, attach(ctx.runs_root, run_id), lang)
+
+    p["watch"].input(watch, [p["watch"], ctx.lang], outs).then(
+        lambda f, lang: config_view(ctx, f, lang, None), [p["follow"], ctx.lang],
+        [p["config_note"], p["cli"], p["download"], p["effective"]])
+    p["tb_open"].click(lambda: tensorboard_frame(), None, p["tb_frame"])
+    p["run_tab"].select(None, None, None, js=SCROLL_LOGS)
+    gr.on([ctx.analysis.change, ctx.lang.change],
+          lambda d: config_view(ctx, d[p["follow"]], d[ctx.lang], d),
+          ctx.form(p["follow"]), [p["config_note"], p["cli"], p["download"], p["effective"]], show_progress="hidden")
+
+
+def watch_choices(ctx: Ctx, selected: str | None) -> Any:
+    return gr.update(choices=[r.id for r in runs.list_runs(ctx.runs_root)], value=selected)
+
+
+def tensorboard_frame() -> str:
+    # Relative URL: TensorBoard is served by this same server (finetune/ui/tensorboard.py), behind its login.
+    return ("<div class='tb-tb-wrap'><a href='tensorboard/' target='_blank' rel='noopener'>tensorboard/ ↗</a>"
+            "<iframe id='tb-tensorboard' src='tensorboard/' title='TensorBoard' loading='lazy'></iframe></div>")
+
+
+def config_view(ctx: Ctx, follow: dict | None, lang: str, d: dict | None) -> tuple[str, str, Any, str]:
+    """The watched run's effective config, config.yaml and command; before any run, the form's."""
+    run_id = (follow or {}).get("run")
+    if run_id:
+        run_dir = ctx.runs_root / run_id
+        effective_path = run_dir / "effective_config.yaml"
+        text = effective_path.read_text(encoding="utf-8") if effective_path.is_file() else ""
+        cli = shlex.join(["python", "-m", "finetune", "train", str(run_dir / "config.yaml"), "--run-dir", str(run_dir)])
+        note = i18n.t(lang, "run.config_of_run", run=run_id)
+        yaml_text = (run_dir / "config.yaml").read_text(encoding="utf-8")
+        return note, cli, download_file(run_id, yaml_text), text or i18n.t(lang, "run.effective_pending")
+    if d is None:
+        return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+    config = config_from(d, ctx.binder)
+    if config is None:
+        return i18n.t(lang, "run.config_invalid"), "", gr.skip(), ""
+    try:
+        rows = effective.effective(config)
+        text = dump_yaml(effective.as_yaml_dict(rows))
+    except Exception:  # noqa: BLE001 - invalid trainer arguments: the banner already says why
+        text = ""
+    cli = "python -m finetune train config.yaml"
+    return i18n.t(lang, "run.config_of_form"), cli, download_file("form", config.to_yaml()), text
+
+
+def download_file(name: str, text: str) -> str:
+    """config.yaml in the system temp dir (where gradio may serve files from; allowed_paths stays empty)."""
+    folder = Path(tempfile.gettempdir()) / "tuneboard-downloads" / name
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "config.yaml"
+    path.write_text(text, encoding="utf-8")
+    return str(path)

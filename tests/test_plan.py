@@ -1,0 +1,204 @@
+"""Tests for finetune/plan.py: step arithmetic, `python -m finetune plan`, and a check against a real Trainer.
+
+    .venv/bin/python -m pytest tests/test_plan.py -q
+
+The arithmetic must match transformers' Trainer exactly, so the last test trains for real (a few seconds on
+the tiny model) and compares the Trainer's own max_steps with the plan's.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from conftest import run_cli
+
+from finetune import config, plan
+
+DEMO = "presets/demo.yaml"
+
+
+def section(text: str, title: str) -> str:
+    """The lines of one `== Title` section of the plan report."""
+    after = text.split(f"== {title}\n", 1)[1]
+    return after.split("\n== ", 1)[0]
+
+
+# ---------------------------------------------------------------- arithmetic
+
+
+def test_steps_per_epoch_and_in_all():
+    s = plan.steps(10_000, batch_size=2, epochs=3)
+    assert s.micro_batches_per_epoch == 5_000
+    assert s.micro_batches == 15_000
+    assert s.optimizer_steps == 15_000
+    assert s.effective_batch == 2
+
+
+def test_gradient_accumulation_divides_the_optimizer_steps():
+    s = plan.steps(10_000, batch_size=2, epochs=3, grad_accum=2)
+    assert s.micro_batches == 15_000
+    assert s.updates_per_epoch == 2_500
+    assert s.optimizer_steps == 7_500
+    assert s.effective_batch == 4
+
+
+def test_partial_batches_round_up_like_the_trainer():
+    # 46 records / batch 4 = 12 micro-batches (the last one holds 2); / accumulation 5 = 3 updates (the last
+    # one sums 2 micro-batches); 1.5 epochs = ceil(4.5) = 5 updates.
+    s = plan.steps(46, batch_size=4, grad_accum=5, epochs=1.5)
+    assert (s.micro_batches_per_epoch, s.updates_per_epoch, s.optimizer_steps) == (12, 3, 5)
+
+
+def test_devices_multiply_the_batch():
+    s = plan.steps(10_000, batch_size=2, epochs=1, devices=4, grad_accum=2)
+    assert s.micro_batches_per_epoch == 1_250
+    assert s.effective_batch == 16
+    assert s.optimizer_steps == 625
+
+
+def test_warmup_ratio_and_steps():
+    assert plan.steps(10_000, batch_size=2, epochs=3, warmup=0.03).warmup_steps == 450
+    assert plan.steps(10_000, batch_size=2, epochs=3, warmup=0.05, grad_accum=2).warmup_steps == 375
+    assert plan.steps(10_000, batch_size=2, epochs=3, warmup=100).warmup_steps == 100
+    assert plan.steps(100, batch_size=10, epochs=1, warmup=1_000).warmup_steps == 10  # never past the end
+
+
+def test_checkpoint_counts_per_strategy():
+    base = {"batch_size": 2, "epochs": 3}
+    assert plan.steps(10_000, **base, save_strategy="steps", save_steps=500).checkpoints == 30
+    assert plan.steps(10_000, **base, save_strategy="steps", save_steps=0.25).checkpoints == 4
+    assert plan.steps(10_000, **base, save_strategy="epoch").checkpoints == 3
+    assert plan.steps(10_000, **base, save_strategy="no").checkpoints == 0
+
+
+def test_max_steps_overrides_epochs():
+    s = plan.steps(10_000, batch_size=2, epochs=3, max_steps=100, grad_accum=4)
+    assert s.optimizer_steps == 100
+    assert s.micro_batches == 400
+    assert plan.steps(10_000, batch_size=2, epochs=3, max_steps=100, save_steps=30).checkpoints == 3
+
+
+def test_no_records_means_no_steps():
+    s = plan.steps(0, batch_size=2, epochs=3)
+    assert (s.micro_batches, s.optimizer_steps, s.checkpoints) == (0, 0, 0)
+
+
+def test_memory_estimate_counts_weights_and_optimizer():
+    gib = 2**30
+    full = plan.memory_gb(
+        gib,
+        trainable=gib,
+        weight_dtype="bf16",
+        batch_size=1,
+        seq_len=1,
+        hidden=1,
+        layers=1,
+        checkpointing=True,
+    )
+    assert full["weights"] == pytest.approx(2)
+    assert full["gradients_and_optimizer"] == pytest.approx(12)
+    lora = plan.memory_gb(
+        gib, trainable=0, weight_dtype="4bit", batch_size=1, seq_len=1, hidden=1, layers=1, checkpointing=True
+    )
+    assert lora["weights"] < 1 and lora["gradients_and_optimizer"] == 0
+
+
+# ---------------------------------------------------------------- the CLI
+
+
+@pytest.fixture(scope="module")
+def big_csv(tmp_path_factory: pytest.TempPathFactory, tiny_llama: str) -> Path:
+    """10,000 prompt/completion records (and the tiny model built once, before any subprocess needs it)."""
+    path = tmp_path_factory.mktemp("plan") / "big.csv"
+    with path.open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["prompt", "completion"])
+        for i in range(10_000):
+            writer.writerow([f"What is {i} + 1?", f"{i} + 1 = {i + 1}."])
+    return path
+
+
+def test_plan_cli_counts_micro_batches(big_csv: Path):
+    args = ["--training.per_device_train_batch_size", "2", "--training.num_train_epochs", "3"]
+    result = run_cli("plan", DEMO, "--dataset.path", str(big_csv), *args)
+    assert result.returncode == 0, result.stderr
+    steps = section(result.stdout, "Steps")
+    assert "10,000 records" in steps
+    assert "15,000 micro-batches" in steps
+    assert "15,000 optimizer steps" in steps
+    dataset = section(result.stdout, "Dataset")
+    assert "prompt_completion" in dataset and "10000 records" in dataset
+
+
+def test_plan_cli_with_gradient_accumulation(big_csv: Path):
+    args = [
+        "--training.per_device_train_batch_size", "2",
+        "--training.num_train_epochs", "3",
+        "--training.gradient_accumulation_steps", "2",
+    ]  # fmt: skip
+    result = run_cli("plan", DEMO, "--dataset.path", str(big_csv), *args)
+    assert result.returncode == 0, result.stderr
+    steps = section(result.stdout, "Steps")
+    assert "15,000 micro-batches" in steps
+    assert "7,500 optimizer steps" in steps
+    assert "effective batch 4" in steps
+    assert "warmup 375 steps" in steps  # the demo's warmup_ratio 0.05 of 7,500
+
+
+def test_plan_json_is_the_step_arithmetic(big_csv: Path):
+    args = ["--training.per_device_train_batch_size", "2", "--training.gradient_accumulation_steps", "2"]
+    result = run_cli("plan", DEMO, "--json", "--dataset.path", str(big_csv), *args)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data == plan.steps(10_000, batch_size=2, epochs=3, grad_accum=2, warmup=0.05,
+                              save_strategy="epoch").as_dict()  # fmt: skip
+
+
+def test_plan_warns_about_records_over_max_length(tiny_llama: str):
+    result = run_cli("plan", DEMO, "--dataset.max_length", "80")
+    assert result.returncode == 0, result.stderr
+    warnings = section(result.stdout, "Warnings")
+    assert "longer than dataset.max_length (80)" in warnings
+    assert "truncated" in warnings
+    relaxed = run_cli("plan", DEMO)
+    assert "longer than dataset.max_length" not in relaxed.stdout
+
+
+def test_plan_shows_the_effective_table_with_sources(tiny_llama: str):
+    result = run_cli("plan", DEMO, "--training.learning_rate", "1e-4")
+    assert result.returncode == 0, result.stderr
+    table = section(result.stdout, "Effective configuration (value  <- source)")
+    rows = {line.split()[0]: line for line in table.splitlines() if line.strip()}
+    assert rows["training.learning_rate"].endswith("0.0001  <- user")
+    assert "<- library:" in rows["training.optim"]
+    assert "False  <- tuneboard" in rows["training.bf16"]
+    assert "<- user (warmup_ratio)" in rows["training.warmup_steps"]
+    assert rows["dataset.validation_split"].endswith("<- default")
+    assert "training.hub_token" not in rows
+    assert "template: llama3.1; new tokens: ['<user_name>']" in result.stdout
+
+
+# ---------------------------------------------------------------- against a real Trainer
+
+
+def test_plan_matches_the_trainers_max_steps(tmp_path: Path, tiny_llama: str):
+    overrides = [
+        "--dataset.max_records", "46",
+        "--training.per_device_train_batch_size", "4",
+        "--training.gradient_accumulation_steps", "5",
+        "--training.num_train_epochs", "1.5",
+        "--training.save_strategy", "no",
+        "--training.logging_steps", "1",
+    ]  # fmt: skip
+    planned = plan.report(config.load(DEMO, overrides))["steps"]
+    assert planned.optimizer_steps == 5  # see test_partial_batches_round_up_like_the_trainer
+    run_dir = tmp_path / "run"
+    result = run_cli("train", DEMO, *overrides, "--run-dir", str(run_dir))
+    assert result.returncode == 0, result.stderr[-3000:]
+    state = json.loads((run_dir / "final" / "trainer_state.json").read_text(encoding="utf-8"))
+    assert state["max_steps"] == planned.optimizer_steps
+    assert state["global_step"] == planned.optimizer_steps
+    assert state["num_train_epochs"] == 2  # the Trainer's own ceil of 1.5 epochs
