@@ -66,8 +66,12 @@ class RunRecorder(TrainerCallback):
         if not logs or not state.is_world_process_zero:
             return
         elapsed = time.monotonic() - self.start
-        row = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4), "elapsed": round(elapsed, 2)}
-        row |= {k: v for k, v in logs.items() if isinstance(v, (int, float))}
+        row = {k: v for k, v in logs.items() if isinstance(v, (int, float))}
+        row |= {
+            "step": state.global_step,
+            "epoch": round(state.epoch or 0.0, 4),
+            "elapsed": round(elapsed, 2),
+        }
         row |= self._throughput(logs, elapsed)
         with self.metrics_path.open("a", encoding="utf-8") as fh:
             fh.write(json.dumps(row) + "\n")
@@ -79,7 +83,10 @@ class RunRecorder(TrainerCallback):
                 flush=True,
             )
         self.status.update(
-            step=state.global_step, max_steps=state.max_steps, epoch=row["epoch"], loss=logs.get("loss")
+            step=state.global_step,
+            max_steps=state.max_steps,
+            epoch=row["epoch"],
+            **({"loss": logs["loss"]} if "loss" in logs else {}),  # the final summary log has no loss
         )
         loss = logs.get("loss")
         if isinstance(loss, float) and not math.isfinite(loss):

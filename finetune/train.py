@@ -180,6 +180,11 @@ def save_final(trainer: Any, tokenizer: Any, out: Path) -> None:
     trainer.save_model(str(out))
     tokenizer.save_pretrained(str(out))
     trainer.state.save_to_json(str(out / "trainer_state.json"))
+    if not (out / "config.json").exists():
+        # An adapter folder has no model config; a classifier's labels (num_labels, id2label) live there,
+        # so keep it beside the adapter: AutoConfig.from_pretrained(final) gives what the base model needs.
+        base = trainer.model.get_base_model() if hasattr(trainer.model, "get_base_model") else trainer.model
+        base.config.save_pretrained(str(out))
 
 
 def last_checkpoint(run_dir: Path) -> Path | None:

@@ -73,6 +73,19 @@ class Ctx:
         return {self.analysis: result, **self.show_problems(data, problems)}
 
 
+def merge(out: dict[Any, Any], updates: dict[Any, Any]) -> dict[Any, Any]:
+    """Add ``updates`` to ``out``; where both set one component (a value and an error line), combine them."""
+    for component, update in updates.items():
+        if component not in out:
+            out[component] = update
+            continue
+        first = out[component]
+        first = dict(first) if isinstance(first, dict) and first.get("__type__") == "update" else gr.update(value=first)
+        second = dict(update) if isinstance(update, dict) and update.get("__type__") == "update" else {"value": update}
+        out[component] = {**first, **second}
+    return out
+
+
 def engine_problems(exc: BaseException) -> list[Problem]:
     """An engine exception as problems with paths (PreflightError, ConfigError, anything else)."""
     if isinstance(exc, PreflightError):
@@ -103,7 +116,7 @@ def commits(*components: Any) -> list[Any]:
         if isinstance(c, (gr.Textbox, gr.Number)):
             out += [c.blur, c.submit]
         elif isinstance(c, gr.Slider):
-            out += [c.release]
+            out += [c.release, c.input]  # input: typing in the slider's number box (release needs a blur)
         elif isinstance(c, gr.Code):
             out += [c.blur]
         elif isinstance(c, (gr.Dropdown, gr.Radio, gr.Checkbox)):

@@ -20,7 +20,7 @@ from finetune import config as cfg
 from finetune import data
 from finetune.ui import charts, i18n, previews
 from finetune.ui.binder import Problem
-from finetune.ui.context import Ctx, commits, problems_of
+from finetune.ui.context import Ctx, merge, problems_of
 
 ROLES = ("messages", "prompt", "completion", "instruction", "input", "output", "text", "label", "system")
 LAYOUTS = ("auto", "messages", "alpaca", "prompt_completion", "text", "classification")
@@ -140,12 +140,10 @@ def load_preview(ctx: Ctx, d: dict, new_path: str | None, fmt: str | None) -> di
                                    split=d[b.component("dataset.split")] or "train")
         pv = previews.dataset_preview(source)
     except data.DataError as exc:
-        out.update(ctx.show_problems(d, [Problem(exc.field, exc.message)]))
         out[ctx.parts["preview"]] = None
-        return out
+        return merge(out, ctx.show_problems(d, [Problem(exc.field, exc.message)]))
     except Exception as exc:  # noqa: BLE001 - pydantic or reader errors: a message, never a traceback
-        out.update(ctx.show_problems(d, [Problem("dataset.path", str(exc).splitlines()[0])]))
-        return out
+        return merge(out, ctx.show_problems(d, [Problem("dataset.path", str(exc).splitlines()[0])]))
     task = d[b.component("task")]
     layout = pv["layout"] or LAYOUT_OF_TASK.get(task, "prompt_completion")
     task = TASK_OF_LAYOUT.get(pv["layout"] or "", task)
@@ -154,9 +152,7 @@ def load_preview(ctx: Ctx, d: dict, new_path: str | None, fmt: str | None) -> di
     out[b.component("task")] = task
     for role, update in zip(ROLES, _role_updates(layout, pv, b)):
         out[b.component(f"dataset.columns.{role}")] = update
-    problems = [Problem(pv["error"]["field"], pv["error"]["message"])] if pv.get("error") else []
-    out.update(ctx.show_problems(d, problems))
-    return out
+    return merge(out, ctx.show_problems(d, []))
 
 
 def refresh_preview(ctx: Ctx, d: dict) -> dict:

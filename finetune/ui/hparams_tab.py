@@ -40,7 +40,7 @@ def build(ctx: Ctx) -> None:
         with gr.Column(scale=3):
             b.field("method", gr.Radio, choices=["full", "lora", "qlora"])
             with gr.Row():
-                b.field("training.num_train_epochs", gr.Slider, minimum=0.5, maximum=50, step=0.5,
+                b.field("training.num_train_epochs", gr.Slider, minimum=0.5, maximum=100, step=0.5,
                         fallback=lib["num_train_epochs"])
                 b.field("training.max_steps", gr.Number, convert="int", precision=0, fallback=-1, unset=-1)
             with gr.Row():

@@ -159,7 +159,7 @@ def render_record(config: cfg.Config, index: int) -> dict[str, Any]:
 
 
 def pieces(tokenizer: Any, ids: list[int], mask: list[int] | None = None) -> list[dict[str, Any]]:
-    """Readable pieces: ids decoded one by one, merging the byte pieces of one character (UTF-8)."""
+    """Readable pieces: ids decoded one by one; ids that split a character's UTF-8 bytes are shown together."""
     special_ids = set(tokenizer.all_special_ids) | {
         i for t, i in getattr(tokenizer, "added_tokens_encoder", {}).items() if t
     }
@@ -169,7 +169,7 @@ def pieces(tokenizer: Any, ids: list[int], mask: list[int] | None = None) -> lis
     while i < len(ids):
         j = i + 1
         text = tokenizer.decode(ids[i:j])
-        while "\ufffd" in text and j < len(ids) and j - i < 4:
+        while text.endswith("\ufffd") and j < len(ids) and j - i < 16:  # a character continues in the next id
             j += 1
             text = tokenizer.decode(ids[i:j])
         out.append({

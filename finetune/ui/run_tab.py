@@ -20,7 +20,7 @@ import gradio as gr
 from finetune import effective, jobs, runs
 from finetune.config import dump_yaml
 from finetune.ui import charts, i18n
-from finetune.ui.context import Ctx, config_from, engine_problems
+from finetune.ui.context import Ctx, config_from, engine_problems, merge
 
 LOG_LINES = 300
 # A log filled while its tab was hidden keeps its scroll at the top; show the newest lines on opening.
@@ -168,7 +168,8 @@ def wire(ctx: Ctx) -> None:
             gr.Warning(i18n.t(lang, "run.not_started"))
             return ctx.show_problems(d, problems)
         follow = attach(ctx.runs_root, run_dir.name)
-        return {**ctx.show_problems(d, []), **view(ctx, follow, lang), p["watch"]: watch_choices(ctx, run_dir.name)}
+        out = {**view(ctx, follow, lang), p["watch"]: watch_choices(ctx, run_dir.name)}
+        return merge(out, ctx.show_problems(d, []))
 
     start_outputs = list(dict.fromkeys([*outs, p["watch"], *ctx.analysis_outputs()[1:]]))
     p["start"].click(start, ctx.form(p["follow"]), start_outputs, concurrency_limit=1).then(

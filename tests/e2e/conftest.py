@@ -1,0 +1,112 @@
+"""Browser-test set-up: the real ``app.py`` in a subprocess on a free port, and Debian's chromium.
+
+    .venv/bin/pytest tests/e2e -q        # needs /usr/bin/chromium (make browser installs it)
+
+The app gets its own TUNEBOARD_HOME (runs and uploads) and TUNEBOARD_CACHE (the tiny model), so a test run
+never touches a real data directory. Any training process still alive at the end is stopped by its pid.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOTS = ROOT / "tests" / ".artifacts" / "screenshots"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until_up(url: str, proc: subprocess.Popen, log: Path, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"app.py exited with {proc.returncode}:\n{log.read_text()[-4000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise RuntimeError(f"app.py did not answer on {url} within {timeout:.0f} s:\n{log.read_text()[-4000:]}")
+
+
+@pytest.fixture(scope="session")
+def app_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("tuneboard-home")
+
+
+@pytest.fixture(scope="session")
+def app_url(app_home: Path, tmp_path_factory: pytest.TempPathFactory):
+    """Start ``python app.py --port N`` as a user would; yields its URL; stops it and its runs afterwards."""
+    if not CHROMIUM.exists():
+        pytest.skip("browser tests need Debian's chromium at /usr/bin/chromium (apt-get install chromium)")
+    port = free_port()
+    log = tmp_path_factory.mktemp("app-log") / "app.log"
+    env = os.environ | {
+        "TUNEBOARD_HOME": str(app_home),
+        "TUNEBOARD_CACHE": os.environ.get("TUNEBOARD_CACHE") or str(tmp_path_factory.mktemp("cache")),
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+    }
+    with log.open("w") as out:
+        proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT, env=env,
+                                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        wait_until_up(url, proc, log)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        _stop_runs(app_home)
+
+
+def _stop_runs(home: Path) -> None:
+    from finetune import jobs, runs
+
+    for run in runs.list_runs(runs.runs_root(home)):
+        if run.state in runs.LIVE_STATES:
+            jobs.stop(Path(run.path), wait=30, grace=20)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    if not CHROMIUM.exists():
+        pytest.skip("browser tests need Debian's chromium at /usr/bin/chromium (apt-get install chromium)")
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="session")
+def shot():
+    """``shot(page, name)`` saves tests/.artifacts/screenshots/NAME.png (full page)."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+
+    def save(page, name: str) -> Path:
+        path = SCREENSHOTS / f"{name}.png"
+        page.screenshot(path=str(path), full_page=True)
+        return path
+
+    return save
