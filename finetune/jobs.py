@@ -26,7 +26,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +75,15 @@ def start(config: Config, root: str | Path, *, env: dict[str, str] | None = None
 
 def command(run_dir: Path) -> list[str]:
     """The argv of a job (also shown in the page as the equivalent CLI command)."""
-    return [sys.executable, "-m", "finetune", "train", str(run_dir / "config.yaml"), "--run-dir", str(run_dir)]
+    return [
+        sys.executable,
+        "-m",
+        "finetune",
+        "train",
+        str(run_dir / "config.yaml"),
+        "--run-dir",
+        str(run_dir),
+    ]
 
 
 def run_name(config: Config, when: datetime | None = None) -> str:
@@ -188,15 +196,17 @@ def reconcile(run_dir: str | Path, *, grace: float = STOP_GRACE_SECONDS) -> dict
         return status
     if "pid" not in status:  # between the directory's creation and the spawn: nothing to judge yet
         created = runs.parse_time(status.get("created_at"))
-        if created and (datetime.now(timezone.utc) - created).total_seconds() < 30:
+        if created and (datetime.now(UTC) - created).total_seconds() < 30:
             return status
     if is_alive(status):
         asked = runs.parse_time(status.get("stop_requested_at"))
         if status.get("state") == "stopping" and asked:
-            if (datetime.now(timezone.utc) - asked).total_seconds() > grace:
+            if (datetime.now(UTC) - asked).total_seconds() > grace:
                 _signal(status, signal.SIGKILL)
                 time.sleep(0.1)
-                return _ended(run_dir, "stopped", f"killed: did not stop within {grace:g} s of the stop request")
+                return _ended(
+                    run_dir, "stopped", f"killed: did not stop within {grace:g} s of the stop request"
+                )
         return status
     status = runs.read_status(run_dir)  # the trainer may have written its final state meanwhile
     if not runs.is_live(status):
@@ -242,7 +252,9 @@ def main(argv: list[str]) -> int:
     sub = parser.add_subparsers(dest="cmd", required=True)
     p_start = sub.add_parser("start", help="validate a config and start training it in the background")
     p_start.add_argument("config", type=Path)
-    p_start.add_argument("--home", type=Path, default=Path(os.environ.get("TUNEBOARD_HOME", "tuneboard_home")))
+    p_start.add_argument(
+        "--home", type=Path, default=Path(os.environ.get("TUNEBOARD_HOME", "tuneboard_home"))
+    )
     p_stop = sub.add_parser("stop", help="stop a run with a checkpoint")
     p_stop.add_argument("run_dir", type=Path)
     p_stop.add_argument("--wait", type=float, default=120.0, help="seconds to wait for the end (default 120)")

@@ -15,7 +15,7 @@ import json
 import os
 import sys
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -52,12 +52,12 @@ def parse_time(value: Any) -> datetime | None:
         stamp = datetime.fromisoformat(value)
     except ValueError:
         return None
-    return stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)
+    return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
 
 
 def progress(status: dict[str, Any], now: datetime | None = None) -> dict[str, Any]:
     """Fraction done, seconds elapsed and a naive ETA (elapsed per step x steps left) from status.json."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     started = parse_time(status.get("started_at") or status.get("created_at"))
     ended = parse_time(status.get("ended_at"))
     elapsed = ((ended or now) - started).total_seconds() if started else None
@@ -216,7 +216,9 @@ SERIES = ("loss", "eval_loss", "learning_rate", "grad_norm", "tokens_per_second"
 
 def series(rows: list[dict[str, Any]], key: str) -> list[tuple[int, float]]:
     """(step, value) points of one metric."""
-    return [(int(r["step"]), float(r[key])) for r in rows if isinstance(r.get(key), (int, float)) and "step" in r]
+    return [
+        (int(r["step"]), float(r[key])) for r in rows if isinstance(r.get(key), (int, float)) and "step" in r
+    ]
 
 
 def compare(run_dirs: list[str | Path], key: str = "loss") -> list[dict[str, Any]]:
@@ -239,7 +241,9 @@ def main(argv: list[str]) -> int:
     root = Path(argv[0]) if argv else runs_root(os.environ.get("TUNEBOARD_HOME", "tuneboard_home"))
     for run in list_runs(root):
         loss = f"{run.final_loss:.4f}" if run.final_loss is not None else "-"
-        print(f"{run.id:<40} {run.state:<9} {run.started_at or '-':<26} {_fmt_seconds(run.duration):>8} {loss}")
+        print(
+            f"{run.id:<40} {run.state:<9} {run.started_at or '-':<26} {_fmt_seconds(run.duration):>8} {loss}"
+        )
     return 0
 
 

@@ -84,7 +84,10 @@ def test_stop_escalates_to_sigkill_after_the_grace_period(tmp_path: Path) -> Non
     # A process that ignores SIGTERM stands in for a trainer stuck in a step.
     run_dir = tmp_path / "runs" / "stuck"
     run_dir.mkdir(parents=True)
-    code = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(60)"
+    code = (
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        "print('ready', flush=True); time.sleep(60)"
+    )
     proc = subprocess.Popen([sys.executable, "-c", code], start_new_session=True, stdout=subprocess.PIPE)
     assert proc.stdout.readline().strip() == b"ready"
     status = {"state": "running", "pid": proc.pid, "pid_start_time": jobs.process_start_time(proc.pid)}

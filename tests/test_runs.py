@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from finetune import runs
@@ -18,7 +18,9 @@ def make_run(root: Path, name: str, status: dict, metrics: list[dict] | None = N
     (run_dir / "status.json").write_text(json.dumps(status), encoding="utf-8")
     (run_dir / "config.yaml").write_text("task: sft\n", encoding="utf-8")
     if metrics is not None:
-        (run_dir / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in metrics), encoding="utf-8")
+        (run_dir / "metrics.jsonl").write_text(
+            "".join(json.dumps(m) + "\n" for m in metrics), encoding="utf-8"
+        )
     (run_dir / "train.log").write_text(log, encoding="utf-8")
     return run_dir
 
@@ -100,16 +102,31 @@ def test_tail_offset_starts_at_a_line(tmp_path: Path) -> None:
 
 def test_list_runs_newest_first_with_final_loss(tmp_path: Path) -> None:
     root = tmp_path / "runs"
-    t0 = datetime(2025, 1, 1, tzinfo=timezone.utc)
+    t0 = datetime(2025, 1, 1, tzinfo=UTC)
     make_run(
         root,
         "a",
-        {"state": "finished", "started_at": t0.isoformat(), "ended_at": (t0 + timedelta(seconds=90)).isoformat(),
-         "step": 10, "max_steps": 10, "loss": None},
+        {
+            "state": "finished",
+            "started_at": t0.isoformat(),
+            "ended_at": (t0 + timedelta(seconds=90)).isoformat(),
+            "step": 10,
+            "max_steps": 10,
+            "loss": None,
+        },
         metrics=[{"step": 5, "loss": 2.0}, {"step": 10, "loss": 1.5}, {"step": 10, "train_loss": 1.8}],
     )
-    make_run(root, "b", {"state": "running", "started_at": (t0 + timedelta(hours=1)).isoformat(), "step": 3,
-                         "max_steps": 6, "loss": 3.25})
+    make_run(
+        root,
+        "b",
+        {
+            "state": "running",
+            "started_at": (t0 + timedelta(hours=1)).isoformat(),
+            "step": 3,
+            "max_steps": 6,
+            "loss": 3.25,
+        },
+    )
     (root / ".c.123.tmp").mkdir()  # a run being created: not listed
     listed = runs.list_runs(root)
     assert [r.id for r in listed] == ["b", "a"]
@@ -119,7 +136,7 @@ def test_list_runs_newest_first_with_final_loss(tmp_path: Path) -> None:
 
 
 def test_progress_eta() -> None:
-    start = datetime(2025, 1, 1, tzinfo=timezone.utc)
+    start = datetime(2025, 1, 1, tzinfo=UTC)
     status = {"state": "running", "started_at": start.isoformat(), "step": 25, "max_steps": 100}
     prog = runs.progress(status, now=start + timedelta(seconds=50))
     assert prog["fraction"] == 0.25 and prog["elapsed"] == 50 and prog["eta"] == 150
@@ -127,7 +144,11 @@ def test_progress_eta() -> None:
 
 
 def test_metrics_series_and_compare(tmp_path: Path) -> None:
-    rows = [{"step": 2, "loss": 3.0, "learning_rate": 1e-3}, {"step": 4, "loss": 2.0}, {"step": 4, "eval_loss": 2.5}]
+    rows = [
+        {"step": 2, "loss": 3.0, "learning_rate": 1e-3},
+        {"step": 4, "loss": 2.0},
+        {"step": 4, "eval_loss": 2.5},
+    ]
     a = make_run(tmp_path, "a", {"state": "finished"}, metrics=rows)
     b = make_run(tmp_path, "b", {"state": "finished"}, metrics=rows[:1])
     with (a / "metrics.jsonl").open("a") as fh:

@@ -25,8 +25,11 @@ def launch_kwargs(home: Path, blocks: Any) -> dict[str, Any]:
     from finetune.ui import tensorboard
 
     return {
-        "theme": gr.themes.Soft(primary_hue="indigo", secondary_hue="slate",
-                                font=["Inter", "Noto Sans JP", "IPAPGothic", "ui-sans-serif", "sans-serif"]),
+        "theme": gr.themes.Soft(
+            primary_hue="indigo",
+            secondary_hue="slate",
+            font=["Inter", "Noto Sans JP", "IPAPGothic", "ui-sans-serif", "sans-serif"],
+        ),
         "css_paths": [UI_DIR / "style.css"],
         "app_kwargs": {"routes": tensorboard.routes(runs.runs_root(home), blocks)},
         "show_error": False,  # engine messages reach the page as field errors; tracebacks stay in the log

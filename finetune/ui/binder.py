@@ -80,7 +80,7 @@ def _float(value: Any) -> float | None:
 
 
 def _zero_none(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    """gr.Number cannot be empty (gradio 6.31 sends 0 for None), so 0 stands for "unset" where 0 is invalid."""
+    """gr.Number cannot be empty (gradio 6.31 sends 0 for None): 0 means "unset" where 0 is invalid."""
     return lambda value: None if not value else convert(value)
 
 
@@ -141,6 +141,7 @@ class Field:
     paths: tuple[str, ...] = ()
     error_target: Any = None
     help: bool = True  # whether the component shows help text (info) that errors may replace
+    fallback: Any = None  # what the component shows while its path is unset
 
 
 @dataclass
@@ -151,8 +152,16 @@ class Binder:
 
     # -- building
 
-    def field(self, path: str, cls: Any, *, convert: str = "plain", fallback: Any = UNSET, unset: Any = UNSET,
-              **kwargs: Any) -> Any:
+    def field(
+        self,
+        path: str,
+        cls: Any,
+        *,
+        convert: str = "plain",
+        fallback: Any = UNSET,
+        unset: Any = UNSET,
+        **kwargs: Any,
+    ) -> Any:
         """Create ``cls(label=..., info=..., value=..., **kwargs)`` bound to ``path`` and return it.
 
         ``fallback``: the value shown when the initial config leaves the field unset (for ``training.*``,
@@ -174,12 +183,30 @@ class Binder:
         component = cls(label=label, value=to_ui(value), elem_classes=classes, **kwargs)
         self.texts.add(component, **texts)
         default = self._default(path) if unset is UNSET else unset
-        self.fields[path] = Field(path, component, to_config, to_ui, default, (path,), error_target or component,
-                                  show_help)
+        shown_unset = schema_defaults().get(path) if fallback is UNSET else fallback
+        self.fields[path] = Field(
+            path,
+            component,
+            to_config,
+            to_ui,
+            default,
+            (path,),
+            error_target or component,
+            show_help,
+            shown_unset,
+        )
         return component
 
-    def custom(self, name: str, component: Any, *, paths: tuple[str, ...], to_config: Callable[[Any], dict],
-               to_ui: Callable[[dict], Any], error_target: Any) -> Any:
+    def custom(
+        self,
+        name: str,
+        component: Any,
+        *,
+        paths: tuple[str, ...],
+        to_config: Callable[[Any], dict],
+        to_ui: Callable[[dict], Any],
+        error_target: Any,
+    ) -> Any:
         """A component that sets several paths at once; ``to_config`` returns {path: value} (None = unset)."""
         self.fields[name] = Field(name, component, to_config, to_ui, None, paths, error_target)
         return component
@@ -262,8 +289,22 @@ class Binder:
                 out[f.component] = f.to_ui(config)
         return out
 
+    def load(self, raw: dict[str, Any]) -> dict[Any, Any]:
+        """UI values for the whole form from a config mapping as :meth:`raw` writes it (unset = as built)."""
+        out = {}
+        for f in self.fields.values():
+            if f.paths != (f.path,):
+                out[f.component] = f.to_ui(raw)
+                continue
+            try:
+                value = cfg.get_path(raw, f.path)
+            except KeyError:
+                value = f.fallback
+            out[f.component] = f.to_ui(value)
+        return out
+
     def owner(self, path: str) -> Field | None:
-        """The field that shows problems about ``path`` ('tokens.add[0]' -> tokens, 'dataset.columns' -> ...)."""
+        """The field that shows problems about ``path`` ('tokens.add[0]' -> the tokens table)."""
         bare = re.sub(r"\[\d+\]", "", path)
         candidates = [f for f in self.fields.values() if bare in f.paths or path in f.paths]
         if candidates:
@@ -298,7 +339,7 @@ class Binder:
                 message = "⚠ " + "; ".join(by_target[name])
                 updates[f.error_target] = gr.update(info=message, elem_classes=["tb-field", "tb-invalid"])
             else:
-                help_text = i18n.field_help(lang, f.path) if f.help else None
+                help_text = i18n.field_help(lang, f.path) if f.help else ""  # None would mean "unchanged"
                 updates[f.error_target] = gr.update(info=help_text, elem_classes=["tb-field"])
         return updates, sorted(by_target)
 

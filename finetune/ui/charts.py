@@ -38,15 +38,16 @@ def histogram(stats: dict[str, Any], max_length: int, lang: str) -> str:
         return pad_t + (1 - c / top) * (height - pad_t - pad_b)
 
     bars = []
-    for c, a, b in zip(counts, edges[:-1], edges[1:]):
-        cls = "tb-bar over" if a >= max_length else "tb-bar"
+    for c, a, b in zip(counts, edges[:-1], edges[1:], strict=False):
+        cls = "tb-bar over" if b > max_length else "tb-bar"  # holds records that will be cut
         bars.append(
             f"<rect class='{cls}' x='{x(a):.1f}' y='{y(c):.1f}' width='{max(x(b) - x(a) - 1, 1):.1f}' "
             f"height='{y(0) - y(c):.1f}'><title>{a:.0f}–{b:.0f}: {c}</title></rect>"
         )
     ticks = [lo + span * i / 4 for i in range(5)]
     axis = "".join(
-        f"<text class='tb-tick' x='{x(v):.1f}' y='{height - 10}' text-anchor='middle'>{v:.0f}</text>" for v in ticks
+        f"<text class='tb-tick' x='{x(v):.1f}' y='{height - 10}' text-anchor='middle'>{v:.0f}</text>"
+        for v in ticks
     )
     axis += f"<text class='tb-tick' x='{pad_l - 6}' y='{y(top) + 4:.1f}' text-anchor='end'>{top}</text>"
     axis += f"<text class='tb-tick' x='{pad_l - 6}' y='{y(0):.1f}' text-anchor='end'>0</text>"
@@ -55,13 +56,24 @@ def histogram(stats: dict[str, Any], max_length: int, lang: str) -> str:
         mx = x(max_length)
         marker = (
             f"<line class='tb-maxline' x1='{mx:.1f}' x2='{mx:.1f}' y1='{pad_t - 6}' y2='{y(0):.1f}'/>"
-            f"<text class='tb-maxlabel' x='{mx - 4:.1f}' y='{pad_t + 4}' text-anchor='end'>max_length {max_length}</text>"
+            f"<text class='tb-maxlabel' x='{mx - 4:.1f}' y='{pad_t + 4}' text-anchor='end'>"
+            f"max_length {max_length}</text>"
         )
     over = stats.get("over_max", 0)
-    caption = t(lang, "dataset.length_caption", count=stats.get("count", 0), min=stats.get("min", 0),
-                mean=f"{stats.get('mean', 0):.0f}", p90=f"{stats.get('p90', 0):.0f}", max=stats.get("max", 0))
-    truncation = t(lang, "dataset.truncated", n=over, max_length=max_length) if over else t(
-        lang, "dataset.none_truncated", max_length=max_length)
+    caption = t(
+        lang,
+        "dataset.length_caption",
+        count=stats.get("count", 0),
+        min=stats.get("min", 0),
+        mean=f"{stats.get('mean', 0):.0f}",
+        p90=f"{stats.get('p90', 0):.0f}",
+        max=stats.get("max", 0),
+    )
+    truncation = (
+        t(lang, "dataset.truncated", n=over, max_length=max_length)
+        if over
+        else t(lang, "dataset.none_truncated", max_length=max_length)
+    )
     return (
         f"<div class='tb-hist'><svg viewBox='0 0 {width} {height}' role='img' "
         f"aria-label='{esc(t(lang, 'dataset.histogram'))}'>"
@@ -109,16 +121,30 @@ def clock(seconds: float | None) -> str:
 def progress_bar(status: dict[str, Any], prog: dict[str, Any], lang: str) -> str:
     state = status.get("state") or "unknown"
     pct = prog["fraction"] * 100
-    text = t(lang, "run.progress", step=prog["step"], total=prog["max_steps"] or "?", pct=f"{pct:.0f}",
-             elapsed=clock(prog["elapsed"]), eta=clock(prog["eta"]))
+    text = t(
+        lang,
+        "run.progress",
+        step=prog["step"],
+        total=prog["max_steps"] or "?",
+        pct=f"{pct:.0f}",
+        elapsed=clock(prog["elapsed"]),
+        eta=clock(prog["eta"]),
+    )
     reason = status.get("reason")
     extra = f"<div class='tb-reason'>{esc(reason)}</div>" if reason else ""
     return (
         f"<div class='tb-progress state-{esc(state)}'>"
         f"<div class='tb-progress-head'><span class='tb-state'>{esc(t(lang, 'states.' + state))}</span>"
         f"<span class='tb-progress-text'>{esc(text)}</span></div>"
-        f"<div class='tb-bar-track'><div class='tb-bar-fill' style='width:{pct:.1f}%'></div></div>{extra}</div>"
+        f"<div class='tb-bar-track'><div class='tb-bar-fill' style='width:{pct:.1f}%'></div></div>"
+        f"{extra}</div>"
     )
+
+
+def log_box(lines: list[str]) -> str:
+    """Log lines in a box that stays scrolled to its end (column-reverse), no script needed."""
+    text = esc("\n".join(lines)) if lines else ""
+    return f"<div class='tb-logbox'><pre>{text}</pre></div>"
 
 
 def cards(items: list[tuple[str, Any]]) -> str:

@@ -80,8 +80,16 @@ def merge(out: dict[Any, Any], updates: dict[Any, Any]) -> dict[Any, Any]:
             out[component] = update
             continue
         first = out[component]
-        first = dict(first) if isinstance(first, dict) and first.get("__type__") == "update" else gr.update(value=first)
-        second = dict(update) if isinstance(update, dict) and update.get("__type__") == "update" else {"value": update}
+        first = (
+            dict(first)
+            if isinstance(first, dict) and first.get("__type__") == "update"
+            else gr.update(value=first)
+        )
+        second = (
+            dict(update)
+            if isinstance(update, dict) and update.get("__type__") == "update"
+            else {"value": update}
+        )
         out[component] = {**first, **second}
     return out
 
@@ -119,6 +127,8 @@ def commits(*components: Any) -> list[Any]:
             out += [c.release, c.input]  # input: typing in the slider's number box (release needs a blur)
         elif isinstance(c, gr.Code):
             out += [c.blur]
+        elif isinstance(c, gr.Dropdown) and c.allow_custom_value:
+            out += [c.input, c.blur]  # a typed value (a Hub id) arrives with the blur, not with input
         elif isinstance(c, (gr.Dropdown, gr.Radio, gr.Checkbox)):
             out += [c.input]
     return out

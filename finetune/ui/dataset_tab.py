@@ -25,8 +25,13 @@ from finetune.ui.context import Ctx, merge, problems_of
 ROLES = ("messages", "prompt", "completion", "instruction", "input", "output", "text", "label", "system")
 LAYOUTS = ("auto", "messages", "alpaca", "prompt_completion", "text", "classification")
 UPLOAD_TYPES = [".csv", ".tsv", ".json", ".jsonl", ".parquet", ".txt"]
-TASK_OF_LAYOUT = {"messages": "sft", "alpaca": "sft", "prompt_completion": "sft", "text": "text",
-                  "classification": "classification"}
+TASK_OF_LAYOUT = {
+    "messages": "sft",
+    "alpaca": "sft",
+    "prompt_completion": "sft",
+    "text": "text",
+    "classification": "classification",
+}
 LAYOUT_OF_TASK = {"sft": "prompt_completion", "text": "text", "classification": "classification"}
 
 
@@ -38,32 +43,58 @@ def build(ctx: Ctx) -> None:
         with gr.Column(scale=5):
             p["source"] = tx.add(
                 gr.Radio(_source_choices("en"), value="builtin", label=i18n.t("en", "dataset.source")),
-                label="dataset.source", choices=[(f"dataset.sources.{k}", k) for k in ("builtin", "upload", "hub")])
+                label="dataset.source",
+                choices=[(f"dataset.sources.{k}", k) for k in ("builtin", "upload", "hub")],
+            )
             with gr.Group(visible=True) as p["builtin_group"]:
-                p["builtin"] = tx.add(gr.Dropdown(data.builtin_names(), value="sample-chat",
-                                                  label=i18n.t("en", "dataset.builtin")), label="dataset.builtin")
+                p["builtin"] = tx.add(
+                    gr.Dropdown(
+                        data.builtin_names(), value="sample-chat", label=i18n.t("en", "dataset.builtin")
+                    ),
+                    label="dataset.builtin",
+                )
             with gr.Group(visible=False) as p["upload_group"]:
-                p["upload"] = tx.add(gr.File(file_types=UPLOAD_TYPES, type="filepath",
-                                             label=i18n.t("en", "dataset.upload"), elem_id="tb-upload", height=120),
-                                     label="dataset.upload")
+                p["upload"] = tx.add(
+                    gr.File(
+                        file_types=UPLOAD_TYPES,
+                        type="filepath",
+                        label=i18n.t("en", "dataset.upload"),
+                        elem_id="tb-upload",
+                        height=120,
+                    ),
+                    label="dataset.upload",
+                )
             with gr.Group(visible=False) as p["hub_group"]:
                 with gr.Row():
-                    p["hub_id"] = tx.add(gr.Textbox(label=i18n.t("en", "dataset.hub_id"), placeholder="org/name",
-                                                    scale=3), label="dataset.hub_id")
+                    p["hub_id"] = tx.add(
+                        gr.Textbox(label=i18n.t("en", "dataset.hub_id"), placeholder="org/name", scale=3),
+                        label="dataset.hub_id",
+                    )
                     b.field("dataset.subset", gr.Textbox, convert="text", show_help=False, scale=2)
                     b.field("dataset.split", gr.Textbox, convert="text", show_help=False, scale=1)
-                p["hub_load"] = tx.add(gr.Button(i18n.t("en", "dataset.hub_load"), size="sm"), value="dataset.hub_load")
+                p["hub_load"] = tx.add(
+                    gr.Button(i18n.t("en", "dataset.hub_load"), size="sm"), value="dataset.hub_load"
+                )
             b.field("dataset.path", gr.Textbox, convert="text")
         with gr.Column(scale=4):
             b.field("task", gr.Radio, choices=["sft", "text", "classification"])
             with gr.Row():
                 b.field("dataset.layout", gr.Dropdown, choices=list(LAYOUTS))
-                b.field("dataset.format", gr.Dropdown,
-                        choices=["auto", "csv", "tsv", "json", "jsonl", "parquet", "txt", "hub"])
+                b.field(
+                    "dataset.format",
+                    gr.Dropdown,
+                    choices=["auto", "csv", "tsv", "json", "jsonl", "parquet", "txt", "hub"],
+                )
             with gr.Group(elem_classes=["tb-columns"]):
                 for role in ROLES:
-                    b.field(f"dataset.columns.{role}", gr.Dropdown, convert="choice", choices=[("—", "")],
-                            visible=role == "messages", show_help=False, allow_custom_value=True)
+                    b.field(
+                        f"dataset.columns.{role}",
+                        gr.Dropdown,
+                        convert="choice",
+                        choices=[("—", "")],
+                        visible=role == "messages",
+                        allow_custom_value=True,
+                    )
     p["preview_info"] = gr.Markdown()
     p["preview"] = gr.Dataframe(interactive=False, wrap=True, max_height=300, elem_id="tb-preview")
     with gr.Row(equal_height=False):
@@ -83,10 +114,19 @@ def wire(ctx: Ctx) -> None:
     b, p = ctx.binder, ctx.parts
     path = b.component("dataset.path")
     columns = [b.component(f"dataset.columns.{r}") for r in ROLES]
-    load_outputs = list(dict.fromkeys([
-        p["preview"], b.component("dataset.layout"), b.component("task"), *columns, path,
-        b.component("dataset.format"), *ctx.analysis_outputs()[1:],
-    ]))
+    load_outputs = list(
+        dict.fromkeys(
+            [
+                p["preview"],
+                b.component("dataset.layout"),
+                b.component("task"),
+                *columns,
+                path,
+                b.component("dataset.format"),
+                *ctx.analysis_outputs()[1:],
+            ]
+        )
+    )
 
     def show_source(choice: str) -> tuple:
         return tuple(gr.Group(visible=choice == k) for k in ("builtin", "upload", "hub"))
@@ -100,7 +140,9 @@ def wire(ctx: Ctx) -> None:
         return load(d, f"builtin:{d[p['builtin']]}", "auto")
 
     def from_upload(d: dict) -> dict:
-        return load(d, store_upload(ctx.home, d[p["upload"]]), "auto") if d[p["upload"]] else {}
+        if not d[p["upload"]]:  # the file was removed from the drop zone: keep the form as it is
+            return {p["preview"]: gr.skip()}
+        return load(d, store_upload(ctx.home, d[p["upload"]]), "auto")
 
     def from_hub(d: dict) -> dict:
         return load(d, (d[p["hub_id"]] or "").strip(), "hub")
@@ -116,17 +158,31 @@ def wire(ctx: Ctx) -> None:
     ]
     for trigger, fn in chains:
         trigger(fn, form, load_outputs, show_progress="minimal").then(
-            ctx.run_analysis, ctx.form(), ctx.analysis_outputs(), show_progress="hidden")
+            ctx.run_analysis, ctx.form(), ctx.analysis_outputs(), show_progress="hidden"
+        )
 
     layout = b.component("dataset.layout")
     layout.input(lambda d: _role_updates(d[layout], None, b), ctx.form(), columns)
 
     refresh = [ctx.analysis.change, ctx.lang.change]
-    gr.on(refresh, lambda d: charts.histogram((d[ctx.analysis] or {}).get("lengths") or {},
-                                              (d[ctx.analysis] or {}).get("max_length", 0), d[ctx.lang]),
-          {ctx.analysis, ctx.lang}, p["histogram"], show_progress="hidden")
-    gr.on(refresh, lambda d: _preview_info(ctx, d), {ctx.analysis, ctx.lang}, p["preview_info"],
-          show_progress="hidden")
+    gr.on(
+        refresh,
+        lambda d: charts.histogram(
+            (d[ctx.analysis] or {}).get("lengths") or {},
+            (d[ctx.analysis] or {}).get("max_length", 0),
+            d[ctx.lang],
+        ),
+        {ctx.analysis, ctx.lang},
+        p["histogram"],
+        show_progress="hidden",
+    )
+    gr.on(
+        refresh,
+        lambda d: _preview_info(ctx, d),
+        {ctx.analysis, ctx.lang},
+        p["preview_info"],
+        show_progress="hidden",
+    )
 
 
 def load_preview(ctx: Ctx, d: dict, new_path: str | None, fmt: str | None) -> dict:
@@ -136,8 +192,12 @@ def load_preview(ctx: Ctx, d: dict, new_path: str | None, fmt: str | None) -> di
     fmt = fmt or d[b.component("dataset.format")] or "auto"
     out: dict[Any, Any] = {b.component("dataset.path"): path_value, b.component("dataset.format"): fmt}
     try:
-        source = cfg.DatasetConfig(path=path_value, format=fmt, subset=d[b.component("dataset.subset")] or None,
-                                   split=d[b.component("dataset.split")] or "train")
+        source = cfg.DatasetConfig(
+            path=path_value,
+            format=fmt,
+            subset=d[b.component("dataset.subset")] or None,
+            split=d[b.component("dataset.split")] or "train",
+        )
         pv = previews.dataset_preview(source)
     except data.DataError as exc:
         out[ctx.parts["preview"]] = None
@@ -150,7 +210,7 @@ def load_preview(ctx: Ctx, d: dict, new_path: str | None, fmt: str | None) -> di
     out[ctx.parts["preview"]] = preview_frame(pv)
     out[b.component("dataset.layout")] = layout
     out[b.component("task")] = task
-    for role, update in zip(ROLES, _role_updates(layout, pv, b)):
+    for role, update in zip(ROLES, _role_updates(layout, pv, b), strict=False):
         out[b.component(f"dataset.columns.{role}")] = update
     return merge(out, ctx.show_problems(d, []))
 
@@ -159,12 +219,15 @@ def refresh_preview(ctx: Ctx, d: dict) -> dict:
     """The preview table and column choices for the data as configured, keeping the mapping (page load)."""
     b = ctx.binder
     try:
-        source = cfg.DatasetConfig(path=d[b.component("dataset.path")] or "", format=d[b.component("dataset.format")],
-                                   subset=d[b.component("dataset.subset")] or None,
-                                   split=d[b.component("dataset.split")] or "train")
+        source = cfg.DatasetConfig(
+            path=d[b.component("dataset.path")] or "",
+            format=d[b.component("dataset.format")],
+            subset=d[b.component("dataset.subset")] or None,
+            split=d[b.component("dataset.split")] or "train",
+        )
         pv = previews.dataset_preview(source)
     except Exception:  # noqa: BLE001 - the analysis reports data problems next to the fields
-        return {}
+        return {ctx.parts["preview"]: None}
     out: dict[Any, Any] = {ctx.parts["preview"]: preview_frame(pv)}
     choices = [("—", ""), *[(c, c) for c in pv["columns"]]]
     layout = d[b.component("dataset.layout")]
@@ -195,9 +258,14 @@ def _preview_info(ctx: Ctx, d: dict) -> str:
     if not analysis.get("ok"):
         problems = problems_of(analysis)
         return i18n.t(lang, "dataset.not_ready", n=len(problems)) if problems else ""
-    return i18n.t(lang, "dataset.summary", records=analysis["records"], eval=analysis.get("eval_records", 0),
-                  layout=analysis["layout"],
-                  columns=", ".join(f"{k} → {v}" for k, v in (analysis.get("columns") or {}).items()))
+    return i18n.t(
+        lang,
+        "dataset.summary",
+        records=analysis["records"],
+        eval=analysis.get("eval_records", 0),
+        layout=analysis["layout"],
+        columns=", ".join(f"{k} → {v}" for k, v in (analysis.get("columns") or {}).items()),
+    )
 
 
 def preview_frame(pv: dict[str, Any]) -> pd.DataFrame:
@@ -205,7 +273,9 @@ def preview_frame(pv: dict[str, Any]) -> pd.DataFrame:
         text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
         return text if len(text) <= 160 else text[:160] + "…"
 
-    return pd.DataFrame([[cell(row.get(c)) for c in pv["columns"]] for row in pv["rows"]], columns=pv["columns"])
+    return pd.DataFrame(
+        [[cell(row.get(c)) for c in pv["columns"]] for row in pv["rows"]], columns=pv["columns"]
+    )
 
 
 def store_upload(home: Path, uploaded: str) -> str:

@@ -16,10 +16,27 @@ from finetune.ui import charts, i18n
 from finetune.ui.binder import library_defaults
 from finetune.ui.context import Ctx
 
-SCHEDULERS = ["linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
-              "inverse_sqrt", "cosine_with_min_lr", "warmup_stable_decay"]
-OPTIMIZERS = ["adamw_torch_fused", "adamw_torch", "adamw_8bit", "paged_adamw_32bit", "paged_adamw_8bit",
-              "adafactor", "sgd", "lion_8bit"]
+SCHEDULERS = [
+    "linear",
+    "cosine",
+    "cosine_with_restarts",
+    "polynomial",
+    "constant",
+    "constant_with_warmup",
+    "inverse_sqrt",
+    "cosine_with_min_lr",
+    "warmup_stable_decay",
+]
+OPTIMIZERS = [
+    "adamw_torch_fused",
+    "adamw_torch",
+    "adamw_8bit",
+    "paged_adamw_32bit",
+    "paged_adamw_8bit",
+    "adafactor",
+    "sgd",
+    "lion_8bit",
+]
 TRISTATE = [("auto", "auto"), ("on", "on"), ("off", "off")]
 # The fields a preset may set; applying one resets the others here to their defaults first.
 HPARAM_PREFIXES = ("method", "lora.", "training.")
@@ -34,32 +51,71 @@ def build(ctx: Ctx) -> None:
         p["preset_buttons"] = {}
         for name in presets.names("hparams"):
             meta = presets.load("hparams", name)
-            p["preset_buttons"][name] = gr.Button(meta.get("name", name), size="sm", elem_classes=["tb-preset"])
+            p["preset_buttons"][name] = gr.Button(
+                meta.get("name", name), size="sm", elem_classes=["tb-preset"]
+            )
     p["preset_note"] = gr.Markdown()
     with gr.Row(equal_height=False):
         with gr.Column(scale=3):
             b.field("method", gr.Radio, choices=["full", "lora", "qlora"])
             with gr.Row():
-                b.field("training.num_train_epochs", gr.Slider, minimum=0.5, maximum=100, step=0.5,
-                        fallback=lib["num_train_epochs"])
+                b.field(
+                    "training.num_train_epochs",
+                    gr.Slider,
+                    minimum=0.5,
+                    maximum=100,
+                    step=0.5,
+                    fallback=lib["num_train_epochs"],
+                )
                 b.field("training.max_steps", gr.Number, convert="int", precision=0, fallback=-1, unset=-1)
             with gr.Row():
-                b.field("training.per_device_train_batch_size", gr.Slider, minimum=1, maximum=128, step=1,
-                        fallback=lib["per_device_train_batch_size"])
-                b.field("training.gradient_accumulation_steps", gr.Slider, minimum=1, maximum=64, step=1,
-                        fallback=lib["gradient_accumulation_steps"])
+                b.field(
+                    "training.per_device_train_batch_size",
+                    gr.Slider,
+                    minimum=1,
+                    maximum=128,
+                    step=1,
+                    fallback=lib["per_device_train_batch_size"],
+                )
+                b.field(
+                    "training.gradient_accumulation_steps",
+                    gr.Slider,
+                    minimum=1,
+                    maximum=64,
+                    step=1,
+                    fallback=lib["gradient_accumulation_steps"],
+                )
             with gr.Row():
                 b.field("training.learning_rate", gr.Number, convert="float", fallback=lib["learning_rate"])
-                b.field("training.lr_scheduler_type", gr.Dropdown, choices=SCHEDULERS,
-                        fallback=lib["lr_scheduler_type"])
-                b.field("training.warmup_ratio", gr.Slider, minimum=0.0, maximum=0.5, step=0.01,
-                        fallback=lib["warmup_ratio"])
+                b.field(
+                    "training.lr_scheduler_type",
+                    gr.Dropdown,
+                    choices=SCHEDULERS,
+                    fallback=lib["lr_scheduler_type"],
+                )
+                b.field(
+                    "training.warmup_ratio",
+                    gr.Slider,
+                    minimum=0.0,
+                    maximum=0.5,
+                    step=0.01,
+                    fallback=lib["warmup_ratio"],
+                )
             with gr.Row():
                 b.field("training.logging_steps", gr.Number, convert="float", fallback=lib["logging_steps"])
-                b.field("training.save_strategy", gr.Dropdown, choices=["no", "steps", "epoch", "best"],
-                        fallback=lib["save_strategy"])
-                b.field("training.save_steps", gr.Number, convert="float", fallback=lib["save_steps"],
-                        unset=lib["save_steps"])
+                b.field(
+                    "training.save_strategy",
+                    gr.Dropdown,
+                    choices=["no", "steps", "epoch", "best"],
+                    fallback=lib["save_strategy"],
+                )
+                b.field(
+                    "training.save_steps",
+                    gr.Number,
+                    convert="float",
+                    fallback=lib["save_steps"],
+                    unset=lib["save_steps"],
+                )
             with gr.Group(visible=b.initial.get("method") != "full") as p["lora_group"]:
                 with gr.Row():
                     b.field("lora.r", gr.Slider, minimum=1, maximum=256, step=1)
@@ -71,10 +127,19 @@ def build(ctx: Ctx) -> None:
                 _advanced(ctx)
         with gr.Column(scale=2, elem_classes=["tb-summary-col"]):
             p["summary"] = gr.HTML(elem_id="tb-summary")
-            p["schedule"] = tx.add(gr.LinePlot(None, x="step", y="value", label=i18n.t("en", "hparams.schedule"),
-                                               height=220, x_title="step", y_title="learning rate",
-                                               elem_id="tb-schedule"),
-                                   label="hparams.schedule")
+            p["schedule"] = tx.add(
+                gr.LinePlot(
+                    None,
+                    x="step",
+                    y="value",
+                    label=i18n.t("en", "hparams.schedule"),
+                    height=220,
+                    x_title="step",
+                    y_title="learning rate",
+                    elem_id="tb-schedule",
+                ),
+                label="hparams.schedule",
+            )
             p["memory"] = gr.HTML(elem_id="tb-memory")
 
 
@@ -92,12 +157,22 @@ def _advanced(ctx: Ctx) -> None:
         b.field("training.fp16", gr.Dropdown, convert="tristate", choices=TRISTATE)
         b.field("training.tf32", gr.Dropdown, convert="tristate", choices=TRISTATE)
     with gr.Row():
-        b.field("training.seed", gr.Number, convert="int", precision=0, fallback=lib["seed"], unset=lib["seed"])
+        b.field(
+            "training.seed", gr.Number, convert="int", precision=0, fallback=lib["seed"], unset=lib["seed"]
+        )
         b.field("training.save_total_limit", gr.Number, convert="int0", precision=0)
-        b.field("training.per_device_eval_batch_size", gr.Number, convert="int", precision=0,
-                fallback=lib["per_device_eval_batch_size"], unset=lib["per_device_eval_batch_size"])
+        b.field(
+            "training.per_device_eval_batch_size",
+            gr.Number,
+            convert="int",
+            precision=0,
+            fallback=lib["per_device_eval_batch_size"],
+            unset=lib["per_device_eval_batch_size"],
+        )
     with gr.Row():
-        b.field("training.eval_strategy", gr.Dropdown, convert="auto", choices=["auto", "no", "steps", "epoch"])
+        b.field(
+            "training.eval_strategy", gr.Dropdown, convert="auto", choices=["auto", "no", "steps", "epoch"]
+        )
         b.field("training.eval_steps", gr.Number, convert="float0")
         b.field("training.report_to", gr.Textbox, convert="names")
     with gr.Row():
@@ -131,17 +206,27 @@ def wire(ctx: Ctx) -> None:
                 out[f.component] = f.to_ui(value)
             out[p["lora_group"]] = gr.Group(visible=values.get("method", "lora") != "full")
             meta = presets.load("hparams", name)
-            out[p["preset_note"]] = i18n.t(d[ctx.lang], "hparams.applied", name=meta.get("name", name),
-                                           description=meta.get("description", ""))
+            out[p["preset_note"]] = i18n.t(
+                d[ctx.lang],
+                "hparams.applied",
+                name=meta.get("name", name),
+                description=meta.get("description", ""),
+            )
             return out
 
         return fn
 
     for name, button in p["preset_buttons"].items():
         button.click(apply(name), ctx.form(), outputs).then(
-            ctx.run_analysis, ctx.form(), ctx.analysis_outputs(), show_progress="hidden")
-    gr.on([ctx.analysis.change, ctx.lang.change], lambda d: render(ctx, d), {ctx.analysis, ctx.lang},
-          [p["summary"], p["schedule"], p["memory"]], show_progress="hidden")
+            ctx.run_analysis, ctx.form(), ctx.analysis_outputs(), show_progress="hidden"
+        )
+    gr.on(
+        [ctx.analysis.change, ctx.lang.change],
+        lambda d: render(ctx, d),
+        {ctx.analysis, ctx.lang},
+        [p["summary"], p["schedule"], p["memory"]],
+        show_progress="hidden",
+    )
 
 
 def _reset_value(f: Any, lib: dict[str, Any]) -> Any:
@@ -165,23 +250,45 @@ def render(ctx: Ctx, d: dict) -> tuple[str, Any, str]:
         (i18n.t(lang, "hparams.warmup_steps"), f"{s['warmup_steps']:,}"),
         (i18n.t(lang, "hparams.checkpoints"), s["checkpoints"]),
     ]
-    explain = i18n.t(lang, "hparams.arithmetic", records=s["records"], batch=s["batch_size"],
-                     per_epoch=s["micro_batches_per_epoch"], epochs=f"{s['epochs']:g}", accum=s["grad_accum"],
-                     steps=s["optimizer_steps"])
+    explain = i18n.t(
+        lang,
+        "hparams.arithmetic",
+        records=f"{s['records']:,}",
+        batch=s["batch_size"],
+        per_epoch=f"{s['micro_batches_per_epoch']:,}",
+        epochs=f"{s['epochs']:g}",
+        accum=s["grad_accum"],
+        steps=f"{s['optimizer_steps']:,}",
+    )
     html = charts.cards(items) + f"<div class='tb-explain' id='tb-steps-explain'>{charts.esc(explain)}</div>"
     return html, charts.schedule_frame(summary.get("schedule") or []), memory_html(summary, lang)
 
 
 def memory_html(summary: dict[str, Any], lang: str) -> str:
     mem, dev = summary.get("memory"), summary.get("device") or {}
-    where = f"{dev.get('name')} ({dev['memory_gb']:.0f} GiB)" if dev.get("memory_gb") else i18n.t(lang, "hparams.cpu")
+    where = (
+        f"{dev.get('name')} ({dev['memory_gb']:.0f} GiB)"
+        if dev.get("memory_gb")
+        else i18n.t(lang, "hparams.cpu")
+    )
     if not mem:
-        return f"<div class='tb-memory'>{charts.esc(i18n.t(lang, 'hparams.memory_unknown', device=where))}</div>"
-    text = i18n.t(lang, "hparams.memory", total=f"{mem['total']:.2f}", weights=f"{mem['weights']:.2f}",
-                  optimizer=f"{mem['gradients_and_optimizer']:.2f}", activations=f"{mem['activations']:.2f}",
-                  params=f"{mem['params']:,}", trainable=f"{mem['trainable']:,}", device=where)
+        return (
+            f"<div class='tb-memory'>{charts.esc(i18n.t(lang, 'hparams.memory_unknown', device=where))}</div>"
+        )
+    text = i18n.t(
+        lang,
+        "hparams.memory",
+        total=f"{mem['total']:.2f}",
+        weights=f"{mem['weights']:.2f}",
+        optimizer=f"{mem['gradients_and_optimizer']:.2f}",
+        activations=f"{mem['activations']:.2f}",
+        params=f"{mem['params']:,}",
+        trainable=f"{mem['trainable']:,}",
+        device=where,
+    )
     fits = ""
     if dev.get("memory_gb"):
         ok = mem["total"] <= dev["memory_gb"] * 0.9
-        fits = f"<div class='tb-trunc {'ok' if ok else 'warn'}'>{charts.esc(i18n.t(lang, 'hparams.fits' if ok else 'hparams.too_big'))}</div>"
+        verdict = charts.esc(i18n.t(lang, "hparams.fits" if ok else "hparams.too_big"))
+        fits = f"<div class='tb-trunc {'ok' if ok else 'warn'}'>{verdict}</div>"
     return f"<div class='tb-memory'>{charts.esc(text)}</div>{fits}"

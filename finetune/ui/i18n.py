@@ -25,6 +25,8 @@ DEFAULT_LANG = "en"
 
 @cache
 def catalog(lang: str) -> dict[str, Any]:
+    if lang not in LANGS:
+        return {}
     path = LOCALES_DIR / f"{lang}.yaml"
     return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
 

@@ -27,7 +27,7 @@ from finetune.ui import (
     tokens_tab,
 )
 from finetune.ui.binder import Binder
-from finetune.ui.context import Ctx, commits
+from finetune.ui.context import Ctx, commits, merge, problems_of
 
 DEMO = Path(__file__).resolve().parent.parent.parent / "presets" / "demo.yaml"
 SECTIONS = [
@@ -48,17 +48,35 @@ def initial_config() -> dict[str, Any]:
 
 
 def build(home: Path) -> gr.Blocks:
+    return build_with_ctx(home)[0]
+
+
+def build_with_ctx(home: Path) -> tuple[gr.Blocks, Ctx]:
+    """The page and what its sections share (tests use the binder without a browser)."""
     texts = i18n.Texts()
     ctx = Ctx(Path(home), texts, Binder(texts, initial_config()))
     with gr.Blocks(title="Tuneboard") as demo:
         ctx.lang = gr.State(i18n.DEFAULT_LANG)
         ctx.analysis = gr.State({})
         ctx.shown = gr.State([])
-        stored_lang = gr.BrowserState("", storage_key="tuneboard-lang")
+        # Remembered by the browser: the language, and the form (so a reload keeps what was set up).
+        ctx.parts["stored_lang"] = gr.BrowserState("", storage_key="tuneboard-lang")
+        ctx.parts["stored_form"] = gr.BrowserState({}, storage_key="tuneboard-form")
         with gr.Row(elem_id="tb-header", equal_height=True):
             texts.add(gr.HTML(_header("en"), elem_id="tb-title"), value=_header)
-            lang_radio = gr.Radio(list((name, code) for code, name in i18n.LANGS.items()), value="en",
-                                  show_label=False, container=False, elem_id="tb-lang", scale=0, min_width=220)
+            ctx.parts["reset"] = texts.add(
+                gr.Button(i18n.t("en", "app.reset"), size="sm", scale=0, min_width=160, elem_id="tb-reset"),
+                value="app.reset",
+            )
+            ctx.parts["lang_radio"] = gr.Radio(
+                [(name, code) for code, name in i18n.LANGS.items()],
+                value="en",
+                show_label=False,
+                container=False,
+                elem_id="tb-lang",
+                scale=0,
+                min_width=220,
+            )
         ctx.banner = gr.HTML(elem_id="tb-banner")
         with gr.Tabs(elem_id="tb-tabs") as tabs:
             ctx.parts["tabs"] = tabs
@@ -69,50 +87,84 @@ def build(home: Path) -> gr.Blocks:
                     module.build(ctx)
         for _, module in SECTIONS:
             module.wire(ctx)
-        _wire_page(ctx, demo, lang_radio, stored_lang)
-    return demo
+        _wire_language(ctx, demo)
+        _wire_form(ctx, demo)
+    return demo, ctx
 
 
 def _header(lang: str) -> str:
-    return (f"<div class='tb-brand'><span class='tb-logo'>▤</span><span class='tb-name'>Tuneboard</span>"
-            f"<span class='tb-tagline'>{i18n.t(lang, 'app.tagline')}</span></div>")
+    return (
+        f"<div class='tb-brand'><span class='tb-logo'>▤</span><span class='tb-name'>Tuneboard</span>"
+        f"<span class='tb-tagline'>{i18n.t(lang, 'app.tagline')}</span></div>"
+    )
 
 
-def _wire_page(ctx: Ctx, demo: gr.Blocks, lang_radio: gr.Radio, stored_lang: gr.BrowserState) -> None:
-    texts, binder = ctx.texts, ctx.binder
-    relabel_outputs = texts.components
+def _wire_language(ctx: Ctx, demo: gr.Blocks) -> None:
+    texts, radio, stored = ctx.texts, ctx.parts["lang_radio"], ctx.parts["stored_lang"]
 
     def set_lang(lang: str) -> list[Any]:
         lang = i18n.pick_lang(lang)
         return [lang, lang, *texts.updates(lang)]
 
-    lang_radio.input(set_lang, lang_radio, [ctx.lang, stored_lang, *relabel_outputs], show_progress="hidden")
-    ctx.lang.change(lambda d: ctx.show_problems(d, _problems(d[ctx.analysis])), ctx.form(ctx.analysis),
-                    ctx.analysis_outputs()[1:], show_progress="hidden")
+    radio.input(set_lang, radio, [ctx.lang, stored, *texts.components], show_progress="hidden")
+    ctx.lang.change(
+        lambda d: ctx.show_problems(d, problems_of(d[ctx.analysis])),
+        ctx.form(ctx.analysis),
+        ctx.analysis_outputs()[1:],
+        show_progress="hidden",
+    )
 
-    own = [f.component for f in binder.fields.values() if f.path not in CHAINED]
-    gr.on(commits(*own), ctx.run_analysis, ctx.form(), ctx.analysis_outputs(), show_progress="hidden",
-          trigger_mode="always_last")
-
-    def on_load(stored: str, request: gr.Request) -> list[Any]:
-        lang = i18n.pick_lang(stored, request.headers.get("accept-language") if request else None)
+    def on_load(stored_lang: str, request: gr.Request) -> list[Any]:
+        lang = i18n.pick_lang(stored_lang, request.headers.get("accept-language") if request else None)
         if lang == i18n.DEFAULT_LANG:
-            return [lang, lang, *[gr.skip()] * len(relabel_outputs)]
+            return [lang, lang, *[gr.skip()] * len(texts.components)]
         return [lang, lang, *texts.updates(lang)]
+
+    demo.load(on_load, stored, [ctx.lang, radio, *texts.components], show_progress="hidden")
+
+
+def _wire_form(ctx: Ctx, demo: gr.Blocks) -> None:
+    """Analysis on every committed field; restore the remembered form on load; reset to the default."""
+    binder, stored = ctx.binder, ctx.parts["stored_form"]
+    own = [f.component for f in binder.fields.values() if f.path not in CHAINED]
+    analyze = {"fn": ctx.run_analysis, "inputs": ctx.form(), "outputs": ctx.analysis_outputs()}
+    gr.on(commits(*own), **analyze, show_progress="hidden", trigger_mode="always_last")
+    ctx.analysis.change(lambda d: binder.raw(d), ctx.form(), stored, show_progress="hidden")
+
+    form_outputs = list(
+        dict.fromkeys([*binder.components, ctx.parts["lora_group"], ctx.parts["template_custom"]])
+    )
+    preview = {
+        "fn": lambda d: dataset_tab.refresh_preview(ctx, d),
+        "inputs": ctx.form(),
+        "outputs": dataset_tab.preview_outputs(ctx),
+    }
 
     def attach_latest(lang: str) -> dict[Any, Any]:
         run_id = run_tab.latest_run(ctx.runs_root)
         follow = run_tab.attach(ctx.runs_root, run_id)
         return {**run_tab.view(ctx, follow, lang), ctx.parts["watch"]: run_tab.watch_choices(ctx, run_id)}
 
-    demo.load(on_load, stored_lang, [ctx.lang, lang_radio, *relabel_outputs], show_progress="hidden").then(
-        ctx.run_analysis, ctx.form(), ctx.analysis_outputs(), show_progress="hidden"
-    ).then(attach_latest, ctx.lang, [*run_tab.outputs(ctx), ctx.parts["watch"]], show_progress="hidden").then(
-        lambda d: dataset_tab.refresh_preview(ctx, d), ctx.form(), dataset_tab.preview_outputs(ctx),
-        show_progress="hidden")
+    demo.load(
+        lambda raw: form_updates(ctx, raw) if raw else {ctx.parts["lora_group"]: gr.skip()},
+        stored,
+        form_outputs,
+        show_progress="hidden",
+    ).then(**analyze, show_progress="hidden").then(
+        attach_latest, ctx.lang, [*run_tab.outputs(ctx), ctx.parts["watch"]], show_progress="hidden"
+    ).then(**preview, show_progress="hidden")
+    ctx.parts["reset"].click(lambda: form_updates(ctx, cfg.load(DEMO).user_dict()), None, form_outputs).then(
+        **analyze, show_progress="hidden"
+    ).then(**preview, show_progress="hidden")
 
 
-def _problems(analysis: dict[str, Any] | None) -> list[Any]:
-    from finetune.ui.context import problems_of
-
-    return problems_of(analysis)
+def form_updates(ctx: Ctx, raw: dict[str, Any]) -> dict[Any, Any]:
+    """The whole form from a config mapping, with the parts whose visibility follows a value."""
+    values = ctx.binder.load(raw)
+    method = values[ctx.binder.component("method")]
+    custom = ctx.binder.component("template.custom")
+    out = merge(
+        values, {custom: gr.update(visible=values[ctx.binder.component("template.name")] == "custom")}
+    )
+    out[ctx.parts["lora_group"]] = gr.Group(visible=method != "full")
+    return out

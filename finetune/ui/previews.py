@@ -1,4 +1,4 @@
-"""What the page shows before a run, computed with the engine: plan, token lengths, rendering, tokens, schedule.
+"""What the page shows before a run, from the engine: plan, token lengths, rendering, tokens, schedule.
 
     .venv/bin/pytest tests/ui/test_previews.py -q
 
@@ -107,7 +107,9 @@ def detect_template(config: cfg.Config) -> str | None:
 
 
 def specials(tokenizer: Any) -> list[str]:
-    found = list(dict.fromkeys([*tokenizer.all_special_tokens, *getattr(tokenizer, "added_tokens_encoder", {})]))
+    found = list(
+        dict.fromkeys([*tokenizer.all_special_tokens, *getattr(tokenizer, "added_tokens_encoder", {})])
+    )
     return found[:200]
 
 
@@ -159,7 +161,7 @@ def render_record(config: cfg.Config, index: int) -> dict[str, Any]:
 
 
 def pieces(tokenizer: Any, ids: list[int], mask: list[int] | None = None) -> list[dict[str, Any]]:
-    """Readable pieces: ids decoded one by one; ids that split a character's UTF-8 bytes are shown together."""
+    """Readable pieces: ids decoded one by one; ids sharing one character's UTF-8 bytes shown together."""
     special_ids = set(tokenizer.all_special_ids) | {
         i for t, i in getattr(tokenizer, "added_tokens_encoder", {}).items() if t
     }
@@ -172,12 +174,14 @@ def pieces(tokenizer: Any, ids: list[int], mask: list[int] | None = None) -> lis
         while text.endswith("\ufffd") and j < len(ids) and j - i < 16:  # a character continues in the next id
             j += 1
             text = tokenizer.decode(ids[i:j])
-        out.append({
-            "text": text,
-            "ids": ids[i:j],
-            "loss": any(mask[i:j]),
-            "special": any(x in special_ids for x in ids[i:j]),
-        })
+        out.append(
+            {
+                "text": text,
+                "ids": ids[i:j],
+                "loss": any(mask[i:j]),
+                "special": any(x in special_ids for x in ids[i:j]),
+            }
+        )
         i = j
     return out
 
@@ -191,7 +195,7 @@ def tokenize_compare(config: cfg.Config, text: str) -> dict[str, list[dict[str, 
 
 
 def scan_token_like(config: cfg.Config, limit: int = 5000) -> list[dict[str, Any]]:
-    """Strings like ``<name>`` or ``[TAG]`` in the records, how often, and whether the vocabulary lacks them."""
+    """Strings like ``<name>`` or ``[TAG]`` in the records: how often, and whether the vocabulary has them."""
     ch = checked(config)
     ds = ch.dataset.train
     counts: Counter[str] = Counter()
@@ -202,10 +206,7 @@ def scan_token_like(config: cfg.Config, limit: int = 5000) -> list[dict[str, Any
             text = str(record.get("text") or "")
         counts.update(TOKEN_LIKE.findall(text))
     missing = set(tokens.missing_from_vocab(ch.tokenizer, list(counts)))
-    return [
-        {"token": tok, "count": n, "missing": tok in missing}
-        for tok, n in counts.most_common(100)
-    ]
+    return [{"token": tok, "count": n, "missing": tok in missing} for tok, n in counts.most_common(100)]
 
 
 # ---------------------------------------------------------------- hyperparameters
@@ -217,21 +218,31 @@ def summary(config: cfg.Config, records: int) -> dict[str, Any]:
     cuda = bool(device and device.kind == "cuda")
     bf16_ok = bool(device and device.bf16)
     has_eval = config.dataset.validation_split > 0
-    args = effective.training_args(config, effective.RUN_DIR_PLACEHOLDER, cuda=cuda, bf16_ok=bf16_ok,
-                                   has_eval=has_eval)
+    args = effective.training_args(
+        config, effective.RUN_DIR_PLACEHOLDER, cuda=cuda, bf16_ok=bf16_ok, has_eval=has_eval
+    )
     steps = plan.steps_from_args(records, args)
     memory = None
     if device is not None:
-        memory_key = "memory:" + json.dumps([
-            config.model.model_dump(mode="json"), config.method, config.task, config.lora.r,
-            args.per_device_train_batch_size, config.dataset.max_length, bool(args.gradient_checkpointing),
-        ])
+        memory_key = "memory:" + json.dumps(
+            [
+                config.model.model_dump(mode="json"),
+                config.method,
+                config.task,
+                config.lora.r,
+                args.per_device_train_batch_size,
+                config.dataset.max_length,
+                bool(args.gradient_checkpointing),
+            ]
+        )
         memory = _cached(memory_key, lambda: plan._memory(config, device, args, None))  # meta device only
     return {
         "steps": steps.as_dict(),
         "schedule": lr_schedule(args, steps.optimizer_steps),
         "memory": memory,
-        "device": {"kind": device.kind, "name": device.name, "memory_gb": device.memory_gb} if device else None,
+        "device": {"kind": device.kind, "name": device.name, "memory_gb": device.memory_gb}
+        if device
+        else None,
     }
 
 

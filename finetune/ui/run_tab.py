@@ -23,54 +23,96 @@ from finetune.ui import charts, i18n
 from finetune.ui.context import Ctx, config_from, engine_problems, merge
 
 LOG_LINES = 300
-# A log filled while its tab was hidden keeps its scroll at the top; show the newest lines on opening.
-SCROLL_LOGS = "() => { document.querySelectorAll('.tb-log textarea').forEach(t => { t.scrollTop = t.scrollHeight; }); }"
 PLOTS = {
     "loss_plot": {"loss": "loss", "eval_loss": "eval loss"},
     "lr_plot": {"learning_rate": "learning rate"},
     "grad_plot": {"grad_norm": "grad norm"},
     "speed_plot": {"tokens_per_second": "tokens/s"},
 }
-COLORS = {"loss": "#f97316", "eval loss": "#2563eb", "learning rate": "#16a34a", "grad norm": "#9333ea",
-          "tokens/s": "#0891b2"}
+COLORS = {
+    "loss": "#f97316",
+    "eval loss": "#2563eb",
+    "learning rate": "#16a34a",
+    "grad norm": "#9333ea",
+    "tokens/s": "#0891b2",
+}
 
 
 def build(ctx: Ctx) -> None:
     tx, p = ctx.texts, ctx.parts
     with gr.Row(equal_height=True):
-        p["start"] = tx.add(gr.Button(i18n.t("en", "run.start"), variant="primary", scale=2, elem_id="tb-start"),
-                            value="run.start")
-        p["stop"] = tx.add(gr.Button(i18n.t("en", "run.stop"), variant="stop", scale=1, interactive=False,
-                                     elem_id="tb-stop"), value="run.stop")
-        p["watch"] = tx.add(gr.Dropdown([], label=i18n.t("en", "run.watch"), scale=3, elem_id="tb-watch"),
-                            label="run.watch")
+        p["start"] = tx.add(
+            gr.Button(i18n.t("en", "run.start"), variant="primary", scale=2, elem_id="tb-start"),
+            value="run.start",
+        )
+        p["stop"] = tx.add(
+            gr.Button(
+                i18n.t("en", "run.stop"), variant="stop", scale=2, interactive=False, elem_id="tb-stop"
+            ),
+            value="run.stop",
+        )
+        p["watch"] = tx.add(
+            gr.Dropdown([], label=i18n.t("en", "run.watch"), scale=3, elem_id="tb-watch"), label="run.watch"
+        )
     p["progress"] = gr.HTML(elem_id="tb-progress")
     with gr.Row():
         for name in PLOTS:
             colors = {label: COLORS[label] for label in PLOTS[name].values()}
             several = len(colors) > 1  # a legend only where there is something to tell apart
-            p[name] = tx.add(gr.LinePlot(None, x="step", y="value", color="series" if several else None,
-                                         color_map=colors if several else None, height=200,
-                                         label=i18n.t("en", f"run.{name}"), elem_id=f"tb-{name.replace('_', '-')}",
-                                         x_title="step", y_title=" ", min_width=220),
-                             label=f"run.{name}")
-    p["log"] = tx.add(gr.Textbox(label=i18n.t("en", "run.log"), lines=12, max_lines=12, autoscroll=True,
-                                 interactive=False, elem_id="tb-log", elem_classes=["tb-log"]), label="run.log")
+            p[name] = tx.add(
+                gr.LinePlot(
+                    None,
+                    x="step",
+                    y="value",
+                    color="series" if several else None,
+                    color_map=colors if several else None,
+                    height=200,
+                    label=i18n.t("en", f"run.{name}"),
+                    elem_id=f"tb-{name.replace('_', '-')}",
+                    x_title="step",
+                    y_title=" ",
+                    min_width=220,
+                ),
+                label=f"run.{name}",
+            )
+    p["log"] = tx.add(
+        gr.HTML(
+            charts.log_box([]),
+            label=i18n.t("en", "run.log"),
+            show_label=True,
+            container=True,
+            elem_id="tb-log",
+        ),
+        label="run.log",
+    )
     with gr.Accordion(i18n.t("en", "run.tensorboard"), open=False, elem_id="tb-tb-accordion") as acc:
         tx.add(acc, label="run.tensorboard")
-        p["tb_open"] = tx.add(gr.Button(i18n.t("en", "run.tb_open"), size="sm", elem_id="tb-tb-open"),
-                              value="run.tb_open")
+        p["tb_open"] = tx.add(
+            gr.Button(i18n.t("en", "run.tb_open"), size="sm", elem_id="tb-tb-open"), value="run.tb_open"
+        )
         p["tb_frame"] = gr.HTML(elem_id="tb-tb-frame")
     with gr.Accordion(i18n.t("en", "run.config"), open=False, elem_id="tb-config-accordion") as acc2:
         tx.add(acc2, label="run.config")
         p["config_note"] = gr.Markdown()
-        p["cli"] = tx.add(gr.Textbox(label=i18n.t("en", "run.cli"), interactive=False, elem_id="tb-cli",
-                                     buttons=["copy"]), label="run.cli")
-        p["download"] = tx.add(gr.DownloadButton(i18n.t("en", "run.download"), size="sm", elem_id="tb-download"),
-                               label="run.download")
-        p["effective"] = tx.add(gr.Code(language="yaml", label=i18n.t("en", "run.effective"), lines=14,
-                                        max_lines=30, interactive=False, elem_id="tb-effective"),
-                                label="run.effective")
+        p["cli"] = tx.add(
+            gr.Textbox(label=i18n.t("en", "run.cli"), interactive=False, elem_id="tb-cli", buttons=["copy"]),
+            label="run.cli",
+        )
+        p["download"] = tx.add(
+            gr.DownloadButton(i18n.t("en", "run.download"), size="sm", elem_id="tb-download"),
+            label="run.download",
+        )
+        p["effective"] = tx.add(
+            gr.Code(
+                language="yaml",
+                label=i18n.t("en", "run.effective"),
+                lines=14,
+                max_lines=30,
+                interactive=False,
+                elem_id="tb-effective",
+            ),
+            label="run.effective",
+        )
     p["follow"] = gr.State({})
     p["timer"] = gr.Timer(1.0, active=False)
 
@@ -91,8 +133,15 @@ def attach(root: Path, run_id: str | None) -> dict[str, Any]:
         metrics += runs.parse_metrics(lines)
         met_off = new
     log, log_off = runs.log_tail(run_dir, LOG_LINES)
-    return {"run": run_id, "met_off": met_off, "log_off": log_off, "rows": metrics, "log": log,
-            "status": jobs.reconcile(run_dir), "fresh": True}
+    return {
+        "run": run_id,
+        "met_off": met_off,
+        "log_off": log_off,
+        "rows": metrics,
+        "log": log,
+        "status": jobs.reconcile(run_dir),
+        "fresh": True,
+    }
 
 
 def poll(root: Path, follow: dict[str, Any]) -> tuple[dict[str, Any], bool, bool]:
@@ -101,7 +150,13 @@ def poll(root: Path, follow: dict[str, Any]) -> tuple[dict[str, Any], bool, bool
     log_lines, log_off = runs.read_new(run_dir / "train.log", follow["log_off"])
     met_lines, met_off = runs.read_new(run_dir / "metrics.jsonl", follow["met_off"])
     rows = runs.parse_metrics(met_lines)
-    follow = {**follow, "log_off": log_off, "met_off": met_off, "status": jobs.reconcile(run_dir), "fresh": False}
+    follow = {
+        **follow,
+        "log_off": log_off,
+        "met_off": met_off,
+        "status": jobs.reconcile(run_dir),
+        "fresh": False,
+    }
     if rows:
         follow["rows"] = follow["rows"] + rows
     if log_lines:
@@ -121,7 +176,9 @@ def latest_run(root: Path) -> str | None:
 # ---------------------------------------------------------------- rendering
 
 
-def view(ctx: Ctx, follow: dict[str, Any], lang: str, *, plots: bool = True, log: bool = True) -> dict[Any, Any]:
+def view(
+    ctx: Ctx, follow: dict[str, Any], lang: str, *, plots: bool = True, log: bool = True
+) -> dict[Any, Any]:
     p = ctx.parts
     status = follow.get("status") or {}
     live = runs.is_live(status)
@@ -129,19 +186,20 @@ def view(ctx: Ctx, follow: dict[str, Any], lang: str, *, plots: bool = True, log
         p["follow"]: follow,
         p["progress"]: charts.progress_bar(status, runs.progress(status), lang) if follow else "",
         p["stop"]: gr.update(interactive=live),
+        p["start"]: gr.update(interactive=not live),  # one run at a time from here; the queue comes later
         p["timer"]: gr.Timer(active=live),
     }
     if plots:
         for name, keys in PLOTS.items():
             out[p[name]] = charts.metric_frame(follow.get("rows") or [], keys)
     if log:
-        out[p["log"]] = "\n".join(follow.get("log") or [])
+        out[p["log"]] = charts.log_box(follow.get("log") or [])
     return out
 
 
 def outputs(ctx: Ctx) -> list[Any]:
     p = ctx.parts
-    return [p["follow"], p["progress"], p["stop"], p["timer"], p["log"], *(p[n] for n in PLOTS)]
+    return [p["follow"], p["progress"], p["stop"], p["start"], p["timer"], p["log"], *(p[n] for n in PLOTS)]
 
 
 def wire(ctx: Ctx) -> None:
@@ -173,8 +231,10 @@ def wire(ctx: Ctx) -> None:
 
     start_outputs = list(dict.fromkeys([*outs, p["watch"], *ctx.analysis_outputs()[1:]]))
     p["start"].click(start, ctx.form(p["follow"]), start_outputs, concurrency_limit=1).then(
-        lambda f, lang: config_view(ctx, f, lang, None), [p["follow"], ctx.lang],
-        [p["config_note"], p["cli"], p["download"], p["effective"]])
+        lambda f, lang: config_view(ctx, f, lang, None),
+        [p["follow"], ctx.lang],
+        [p["config_note"], p["cli"], p["download"], p["effective"]],
+    )
 
     def stop(follow: dict, lang: str) -> dict:
         if follow.get("run"):
@@ -188,13 +248,21 @@ def wire(ctx: Ctx) -> None:
         return view(ctx, attach(ctx.runs_root, run_id), lang)
 
     p["watch"].input(watch, [p["watch"], ctx.lang], outs).then(
-        lambda f, lang: config_view(ctx, f, lang, None), [p["follow"], ctx.lang],
-        [p["config_note"], p["cli"], p["download"], p["effective"]])
+        lambda f, lang: config_view(ctx, f, lang, None),
+        [p["follow"], ctx.lang],
+        [p["config_note"], p["cli"], p["download"], p["effective"]],
+    )
     p["tb_open"].click(lambda: tensorboard_frame(), None, p["tb_frame"])
-    p["run_tab"].select(None, None, None, js=SCROLL_LOGS)
-    gr.on([ctx.analysis.change, ctx.lang.change],
-          lambda d: config_view(ctx, d[p["follow"]], d[ctx.lang], d),
-          ctx.form(p["follow"]), [p["config_note"], p["cli"], p["download"], p["effective"]], show_progress="hidden")
+    p["watch"].focus(
+        lambda f: watch_choices(ctx, (f or {}).get("run")), p["follow"], p["watch"], show_progress="hidden"
+    )
+    gr.on(
+        [ctx.analysis.change, ctx.lang.change],
+        lambda d: config_view(ctx, d[p["follow"]], d[ctx.lang], d),
+        ctx.form(p["follow"]),
+        [p["config_note"], p["cli"], p["download"], p["effective"]],
+        show_progress="hidden",
+    )
 
 
 def watch_choices(ctx: Ctx, selected: str | None) -> Any:
@@ -203,8 +271,10 @@ def watch_choices(ctx: Ctx, selected: str | None) -> Any:
 
 def tensorboard_frame() -> str:
     # Relative URL: TensorBoard is served by this same server (finetune/ui/tensorboard.py), behind its login.
-    return ("<div class='tb-tb-wrap'><a href='tensorboard/' target='_blank' rel='noopener'>tensorboard/ ↗</a>"
-            "<iframe id='tb-tensorboard' src='tensorboard/' title='TensorBoard' loading='lazy'></iframe></div>")
+    return (
+        "<div class='tb-tb-wrap'><a href='tensorboard/' target='_blank' rel='noopener'>tensorboard/ ↗</a>"
+        "<iframe id='tb-tensorboard' src='tensorboard/' title='TensorBoard' loading='lazy'></iframe></div>"
+    )
 
 
 def config_view(ctx: Ctx, follow: dict | None, lang: str, d: dict | None) -> tuple[str, str, Any, str]:
@@ -214,7 +284,9 @@ def config_view(ctx: Ctx, follow: dict | None, lang: str, d: dict | None) -> tup
         run_dir = ctx.runs_root / run_id
         effective_path = run_dir / "effective_config.yaml"
         text = effective_path.read_text(encoding="utf-8") if effective_path.is_file() else ""
-        cli = shlex.join(["python", "-m", "finetune", "train", str(run_dir / "config.yaml"), "--run-dir", str(run_dir)])
+        cli = shlex.join(
+            ["python", "-m", "finetune", "train", str(run_dir / "config.yaml"), "--run-dir", str(run_dir)]
+        )
         note = i18n.t(lang, "run.config_of_run", run=run_id)
         yaml_text = (run_dir / "config.yaml").read_text(encoding="utf-8")
         return note, cli, download_file(run_id, yaml_text), text or i18n.t(lang, "run.effective_pending")

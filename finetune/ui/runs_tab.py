@@ -22,25 +22,61 @@ METRICS = ["loss", "eval_loss", "learning_rate", "grad_norm", "tokens_per_second
 def build(ctx: Ctx) -> None:
     tx, p = ctx.texts, ctx.parts
     with gr.Row():
-        p["runs_refresh"] = tx.add(gr.Button(i18n.t("en", "runs.refresh"), size="sm", scale=0,
-                                             elem_id="tb-runs-refresh"), value="runs.refresh")
+        p["runs_refresh"] = tx.add(
+            gr.Button(i18n.t("en", "runs.refresh"), size="sm", scale=0, elem_id="tb-runs-refresh"),
+            value="runs.refresh",
+        )
         p["runs_count"] = gr.Markdown()
     p["runs_table"] = gr.Dataframe(interactive=False, wrap=True, max_height=320, elem_id="tb-runs-table")
     with gr.Row():
-        p["runs_open"] = tx.add(gr.Dropdown([], multiselect=True, label=i18n.t("en", "runs.open"),
-                                            info=i18n.t("en", "runs.open_help"), scale=3, elem_id="tb-runs-open"),
-                                label="runs.open", info="runs.open_help")
-        p["runs_metric"] = tx.add(gr.Dropdown(METRICS, value="loss", label=i18n.t("en", "runs.metric"), scale=1),
-                                  label="runs.metric")
-        p["runs_watch"] = tx.add(gr.Button(i18n.t("en", "runs.watch"), size="sm", scale=1), value="runs.watch")
-    p["runs_plot"] = tx.add(gr.LinePlot(None, x="step", y="value", color="series", height=260,
-                                        label=i18n.t("en", "runs.curves"), elem_id="tb-runs-plot"),
-                            label="runs.curves")
+        p["runs_open"] = tx.add(
+            gr.Dropdown(
+                [],
+                multiselect=True,
+                label=i18n.t("en", "runs.open"),
+                info=i18n.t("en", "runs.open_help"),
+                scale=3,
+                elem_id="tb-runs-open",
+            ),
+            label="runs.open",
+            info="runs.open_help",
+        )
+        p["runs_metric"] = tx.add(
+            gr.Dropdown(METRICS, value="loss", label=i18n.t("en", "runs.metric"), scale=1),
+            label="runs.metric",
+        )
+        p["runs_watch"] = tx.add(
+            gr.Button(i18n.t("en", "runs.watch"), size="sm", scale=1), value="runs.watch"
+        )
+    p["runs_plot"] = tx.add(
+        gr.LinePlot(
+            None,
+            x="step",
+            y="value",
+            color="series",
+            height=260,
+            label=i18n.t("en", "runs.curves"),
+            elem_id="tb-runs-plot",
+        ),
+        label="runs.curves",
+    )
     with gr.Row(equal_height=False):
-        p["runs_log"] = tx.add(gr.Textbox(label=i18n.t("en", "runs.log"), lines=12, max_lines=12, interactive=False,
-                                          autoscroll=True, elem_classes=["tb-log"]), label="runs.log")
-        p["runs_config"] = tx.add(gr.Code(language="yaml", label=i18n.t("en", "runs.config"), lines=12,
-                                          max_lines=20, interactive=False), label="runs.config")
+        p["runs_log"] = tx.add(
+            gr.HTML(
+                charts.log_box([]),
+                label=i18n.t("en", "runs.log"),
+                show_label=True,
+                container=True,
+                elem_id="tb-runs-log",
+            ),
+            label="runs.log",
+        )
+        p["runs_config"] = tx.add(
+            gr.Code(
+                language="yaml", label=i18n.t("en", "runs.config"), lines=12, max_lines=20, interactive=False
+            ),
+            label="runs.config",
+        )
 
 
 def table(root: Path, lang: str) -> tuple[pd.DataFrame, str, list[str]]:
@@ -51,15 +87,22 @@ def table(root: Path, lang: str) -> tuple[pd.DataFrame, str, list[str]]:
             run = runs.summarize(Path(run.path))
         listed.append(run)
     heads = [i18n.t(lang, f"runs.col_{c}") for c in ("run", "state", "started", "duration", "steps", "loss")]
-    data = [[
-        r.id,
-        i18n.t(lang, f"states.{r.state}"),
-        (r.started_at or "").replace("T", " ")[:19],
-        charts.clock(r.duration),
-        f"{r.step}/{r.max_steps}" if r.max_steps else "–",
-        f"{r.final_loss:.4f}" if r.final_loss is not None else "–",
-    ] for r in listed]
-    return pd.DataFrame(data, columns=heads), i18n.t(lang, "runs.count", n=len(listed)), [r.id for r in listed]
+    data = [
+        [
+            r.id,
+            i18n.t(lang, f"states.{r.state}"),
+            (r.started_at or "").replace("T", " ")[:19],
+            charts.clock(r.duration),
+            f"{r.step}/{r.max_steps}" if r.max_steps else "–",
+            f"{r.final_loss:.4f}" if r.final_loss is not None else "–",
+        ]
+        for r in listed
+    ]
+    return (
+        pd.DataFrame(data, columns=heads),
+        i18n.t(lang, "runs.count", n=len(listed)),
+        [r.id for r in listed],
+    )
 
 
 def wire(ctx: Ctx) -> None:
@@ -67,13 +110,13 @@ def wire(ctx: Ctx) -> None:
 
     def show(selected: list[str], metric: str, lang: str) -> tuple:
         if not selected:
-            return None, "", ""
+            return None, charts.log_box([]), ""
         dirs = [ctx.runs_root / s for s in selected]
         frame = charts.compare_frame(runs.compare(dirs, metric or "loss"))
         first = dirs[0]
         log, _ = runs.log_tail(first, 200)
         config = first / "config.yaml"
-        return frame, "\n".join(log), config.read_text(encoding="utf-8") if config.is_file() else ""
+        return frame, charts.log_box(log), config.read_text(encoding="utf-8") if config.is_file() else ""
 
     def refresh(selected: list[str], lang: str) -> tuple:
         frame, count, ids = table(ctx.runs_root, lang)
@@ -81,8 +124,13 @@ def wire(ctx: Ctx) -> None:
         return frame, count, gr.update(choices=ids, value=keep)
 
     listing = [p["runs_table"], p["runs_count"], p["runs_open"]]
-    gr.on([p["runs_refresh"].click, p["runs_tab"].select, ctx.lang.change], refresh, [p["runs_open"], ctx.lang],
-          listing, show_progress="hidden")
+    gr.on(
+        [p["runs_refresh"].click, p["runs_tab"].select, ctx.lang.change],
+        refresh,
+        [p["runs_open"], ctx.lang],
+        listing,
+        show_progress="hidden",
+    )
 
     def pick(selected: list[str], evt: gr.SelectData) -> Any:
         row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
@@ -92,14 +140,22 @@ def wire(ctx: Ctx) -> None:
         return list(dict.fromkeys([*(selected or []), ids[row]]))
 
     p["runs_table"].select(pick, p["runs_open"], p["runs_open"]).then(
-        show, [p["runs_open"], p["runs_metric"], ctx.lang], [p["runs_plot"], p["runs_log"], p["runs_config"]])
-    gr.on([p["runs_open"].input, p["runs_metric"].input], show, [p["runs_open"], p["runs_metric"], ctx.lang],
-          [p["runs_plot"], p["runs_log"], p["runs_config"]])
+        show, [p["runs_open"], p["runs_metric"], ctx.lang], [p["runs_plot"], p["runs_log"], p["runs_config"]]
+    )
+    gr.on(
+        [p["runs_open"].input, p["runs_metric"].input],
+        show,
+        [p["runs_open"], p["runs_metric"], ctx.lang],
+        [p["runs_plot"], p["runs_log"], p["runs_config"]],
+    )
 
     def watch(selected: list[str], lang: str) -> dict:
         run_id = (selected or [None])[0]
         follow = run_tab.attach(ctx.runs_root, run_id)
-        return {**run_tab.view(ctx, follow, lang), p["watch"]: run_tab.watch_choices(ctx, run_id),
-                p["tabs"]: gr.Tabs(selected="run")}
+        return {
+            **run_tab.view(ctx, follow, lang),
+            p["watch"]: run_tab.watch_choices(ctx, run_id),
+            p["tabs"]: gr.Tabs(selected="run"),
+        }
 
     p["runs_watch"].click(watch, [p["runs_open"], ctx.lang], [*run_tab.outputs(ctx), p["watch"], p["tabs"]])

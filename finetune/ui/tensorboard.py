@@ -4,8 +4,9 @@ same login as the page.
     .venv/bin/pytest tests/ui/test_tensorboard.py -q
 
 A Space (or any single-port host) exposes one port, so TensorBoard cannot run beside the app on 6006.
-Instead its WSGI app is mounted as a route of Gradio's own FastAPI app (``launch(app_kwargs={"routes": ...})``,
-so the route is matched before Gradio's), reading every run's RUN_DIR/tensorboard under the runs folder.
+Instead its WSGI app is mounted as a route of Gradio's own FastAPI app, passed as
+``launch(app_kwargs={"routes": ...})`` so it is matched before Gradio's own routes; it reads every run's
+RUN_DIR/tensorboard under the runs folder.
 A route mounted beside Gradio is not covered by Gradio's login, so :class:`TensorBoardRoute` checks the same
 session cookie (or ``auth_dependency``) before passing a request on, and refuses when it cannot tell.
 TensorBoard is built on the first request (a second or two), never at startup.
@@ -37,7 +38,9 @@ def make_wsgi_app(logdir: Path) -> Any:
     # load_fast=false: the Python reader, in this process; "auto" would start Rust's data server as a child.
     tb.configure(logdir=str(logdir), load_fast="false", reload_interval=RELOAD_SECONDS)
     provider, multiplexer = tb._make_data_provider()  # what TensorBoard.main() does before serving
-    return application.TensorBoardWSGIApp(tb.flags, tb.plugin_loaders, provider, tb.assets_zip_provider, multiplexer)
+    return application.TensorBoardWSGIApp(
+        tb.flags, tb.plugin_loaders, provider, tb.assets_zip_provider, multiplexer
+    )
 
 
 class TensorBoardRoute:
@@ -62,8 +65,9 @@ class TensorBoardRoute:
         if scope["type"] != "http":
             return
         if not await self.authorized(scope):
-            response = PlainTextResponse("Log in to the dashboard first, then open TensorBoard from the page.",
-                                         status_code=401)
+            response = PlainTextResponse(
+                "Log in to the dashboard first, then open TensorBoard from the page.", status_code=401
+            )
             await response(scope, receive, send)
             return
         if scope["path"].rstrip("/") == PREFIX and not scope["path"].endswith("/"):
@@ -79,7 +83,9 @@ class TensorBoardRoute:
         if hasattr(app, "cookie_id") and hasattr(app, "tokens"):
             return app
         blocks = self.blocks
-        return getattr(blocks, "server_app", None) or getattr(getattr(blocks, "_queue", None), "server_app", None)
+        return getattr(blocks, "server_app", None) or getattr(
+            getattr(blocks, "_queue", None), "server_app", None
+        )
 
     async def authorized(self, scope: dict) -> bool:
         """The same test as Gradio's own routes: no login configured, or a valid session / dependency."""

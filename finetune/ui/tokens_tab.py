@@ -31,7 +31,7 @@ def rows(value: Any) -> list[tuple[str, bool]]:
         value = pd.DataFrame(value.get("data") or [], columns=value.get("headers") or COLUMNS)
     frame = value if isinstance(value, pd.DataFrame) else pd.DataFrame(value, columns=COLUMNS)
     out = []
-    for token, special in zip(frame.get("token", []), frame.get("special", [])):
+    for token, special in zip(frame.get("token", []), frame.get("special", []), strict=False):
         if isinstance(token, str) and token:
             out.append((token, special if isinstance(special, bool) else str(special).lower() == "true"))
     return out
@@ -67,51 +67,88 @@ def build(ctx: Ctx) -> None:
         with gr.Column(scale=1):
             with gr.Row():
                 p["new_token"] = tx.add(
-                    gr.Textbox(label=i18n.t("en", "tokens.new"), info=i18n.field_help("en", "tokens.add"),
-                               placeholder="<user_name>", scale=3, elem_id="tb-new-token"),
-                    label="tokens.new", info=lambda lang: i18n.field_help(lang, "tokens.add"))
-                p["new_special"] = tx.add(gr.Checkbox(True, label=i18n.t("en", "tokens.special"), scale=1),
-                                          label="tokens.special")
-            p["add_token"] = tx.add(gr.Button(i18n.t("en", "tokens.add"), variant="primary", size="sm"),
-                                    value="tokens.add")
+                    gr.Textbox(
+                        label=i18n.t("en", "tokens.new"),
+                        info=i18n.field_help("en", "tokens.add"),
+                        placeholder="<user_name>",
+                        scale=3,
+                        elem_id="tb-new-token",
+                    ),
+                    label="tokens.new",
+                    info=lambda lang: i18n.field_help(lang, "tokens.add"),
+                )
+                p["new_special"] = tx.add(
+                    gr.Checkbox(True, label=i18n.t("en", "tokens.special"), scale=1), label="tokens.special"
+                )
+            p["add_token"] = tx.add(
+                gr.Button(i18n.t("en", "tokens.add"), variant="primary", size="sm"), value="tokens.add"
+            )
             initial = b.initial.get("tokens") or {}
             p["tokens_table"] = tx.add(
-                gr.Dataframe(table(initial.get("add") or [], initial.get("special", True)), headers=COLUMNS,
-                             datatype=["str", "bool"], interactive=False, label=i18n.t("en", "tokens.table"),
-                             elem_id="tb-tokens-table", max_height=260),
-                label="tokens.table")
-            b.custom("tokens.add", p["tokens_table"], paths=("tokens.add", "tokens.special"),
-                     to_config=to_config, to_ui=to_ui, error_target=p["new_token"])
+                gr.Dataframe(
+                    table(initial.get("add") or [], initial.get("special", True)),
+                    headers=COLUMNS,
+                    datatype=["str", "bool"],
+                    interactive=False,
+                    label=i18n.t("en", "tokens.table"),
+                    elem_id="tb-tokens-table",
+                    max_height=260,
+                ),
+                label="tokens.table",
+            )
+            b.custom(
+                "tokens.add",
+                p["tokens_table"],
+                paths=("tokens.add", "tokens.special"),
+                to_config=to_config,
+                to_ui=to_ui,
+                error_target=p["new_token"],
+            )
             with gr.Row():
-                p["remove_pick"] = tx.add(gr.Dropdown([], multiselect=True, label=i18n.t("en", "tokens.remove_pick"),
-                                                      scale=3), label="tokens.remove_pick")
-                p["remove"] = tx.add(gr.Button(i18n.t("en", "tokens.remove"), size="sm", scale=1),
-                                     value="tokens.remove")
+                p["remove_pick"] = tx.add(
+                    gr.Dropdown([], multiselect=True, label=i18n.t("en", "tokens.remove_pick"), scale=3),
+                    label="tokens.remove_pick",
+                )
+                p["remove"] = tx.add(
+                    gr.Button(i18n.t("en", "tokens.remove"), size="sm", scale=1), value="tokens.remove"
+                )
             with gr.Row():
                 b.field("tokens.init", gr.Dropdown, choices=["mean_of_pieces", "mean"])
                 b.field("tokens.pad", gr.Dropdown, choices=["auto", "add", "eos"])
         with gr.Column(scale=1):
-            p["sample"] = tx.add(gr.Textbox(SAMPLE_TEXT, label=i18n.t("en", "tokens.sample"), lines=2,
-                                            elem_id="tb-sample-text"), label="tokens.sample")
+            p["sample"] = tx.add(
+                gr.Textbox(
+                    SAMPLE_TEXT, label=i18n.t("en", "tokens.sample"), lines=2, elem_id="tb-sample-text"
+                ),
+                label="tokens.sample",
+            )
             p["compare"] = gr.HTML(elem_id="tb-compare")
             p["scan"] = tx.add(gr.Button(i18n.t("en", "tokens.scan"), size="sm"), value="tokens.scan")
             p["scan_result"] = gr.HTML(elem_id="tb-scan")
-            p["scan_add"] = tx.add(gr.Button(i18n.t("en", "tokens.scan_add"), visible=False, size="sm",
-                                             variant="primary"), value="tokens.scan_add")
+            p["scan_add"] = tx.add(
+                gr.Button(i18n.t("en", "tokens.scan_add"), visible=False, size="sm", variant="primary"),
+                value="tokens.scan_add",
+            )
             p["scan_found"] = gr.State([])
 
 
 def wire(ctx: Ctx) -> None:
     p = ctx.parts
-    then_analyze = {"fn": ctx.run_analysis, "inputs": ctx.form(), "outputs": ctx.analysis_outputs(),
-                    "show_progress": "hidden"}
+    then_analyze = {
+        "fn": ctx.run_analysis,
+        "inputs": ctx.form(),
+        "outputs": ctx.analysis_outputs(),
+        "show_progress": "hidden",
+    }
 
     def add(d: dict) -> dict:
         token = (d[p["new_token"]] or "").strip()
         if not token:
-            return {}
-        return {p["tokens_table"]: with_tokens(d[p["tokens_table"]], [token], bool(d[p["new_special"]])),
-                p["new_token"]: ""}
+            return {p["new_token"]: gr.skip()}
+        return {
+            p["tokens_table"]: with_tokens(d[p["tokens_table"]], [token], bool(d[p["new_special"]])),
+            p["new_token"]: "",
+        }
 
     def remove(d: dict) -> pd.DataFrame:
         drop = set(d[p["remove_pick"]] or [])
@@ -119,32 +156,56 @@ def wire(ctx: Ctx) -> None:
         return pd.DataFrame(kept, columns=COLUMNS) if kept else table([])
 
     inputs = ctx.form(p["new_token"], p["new_special"], p["remove_pick"])
-    gr.on([p["add_token"].click, p["new_token"].submit], add, inputs, [p["tokens_table"], p["new_token"]]).then(
-        **then_analyze)
+    gr.on(
+        [p["add_token"].click, p["new_token"].submit], add, inputs, [p["tokens_table"], p["new_token"]]
+    ).then(**then_analyze)
     p["remove"].click(remove, inputs, p["tokens_table"]).then(**then_analyze)
-    p["tokens_table"].change(lambda v: gr.update(choices=[t for t, _ in rows(v)], value=[]), p["tokens_table"],
-                             p["remove_pick"], show_progress="hidden")
+    p["tokens_table"].change(
+        lambda v: gr.update(choices=[t for t, _ in rows(v)], value=[]),
+        p["tokens_table"],
+        p["remove_pick"],
+        show_progress="hidden",
+    )
 
-    gr.on([ctx.analysis.change, ctx.lang.change], lambda d: vocab_info(ctx, d), {ctx.analysis, ctx.lang},
-          p["vocab_info"], show_progress="hidden")
-    gr.on([ctx.analysis.change, p["sample"].input], lambda d: compare(ctx, d), ctx.form(ctx.analysis, p["sample"]),
-          p["compare"], show_progress="hidden", trigger_mode="always_last")
-    p["scan"].click(lambda d: scan(ctx, d), ctx.form(ctx.analysis), [p["scan_result"], p["scan_add"], p["scan_found"]])
-    p["scan_add"].click(lambda d: with_tokens(d[p["tokens_table"]], d[p["scan_found"]], True),
-                        ctx.form(p["scan_found"]), p["tokens_table"]).then(**then_analyze)
+    gr.on(
+        [ctx.analysis.change, ctx.lang.change],
+        lambda d: vocab_info(ctx, d),
+        {ctx.analysis, ctx.lang},
+        p["vocab_info"],
+        show_progress="hidden",
+    )
+    gr.on(
+        [ctx.analysis.change, p["sample"].input],
+        lambda d: compare(ctx, d),
+        ctx.form(ctx.analysis, p["sample"]),
+        p["compare"],
+        show_progress="hidden",
+        trigger_mode="always_last",
+    )
+    p["scan"].click(
+        lambda d: scan(ctx, d), ctx.form(ctx.analysis), [p["scan_result"], p["scan_add"], p["scan_found"]]
+    )
+    p["scan_add"].click(
+        lambda d: with_tokens(d[p["tokens_table"]], d[p["scan_found"]], True),
+        ctx.form(p["scan_found"]),
+        p["tokens_table"],
+    ).then(**then_analyze)
 
 
 def vocab_info(ctx: Ctx, d: dict) -> str:
     lang, a = d[ctx.lang], d[ctx.analysis] or {}
     if not a.get("ok"):
         return ""
-    cards = charts.cards([
-        (i18n.t(lang, "tokens.vocab_before"), f"{a['vocab_before']:,}"),
-        (i18n.t(lang, "tokens.vocab_after"), f"{a['vocab_after']:,}"),
-        (i18n.t(lang, "tokens.new_count"), len(a.get("new_tokens") or [])),
-    ])
+    cards = charts.cards(
+        [
+            (i18n.t(lang, "tokens.vocab_before"), f"{a['vocab_before']:,}"),
+            (i18n.t(lang, "tokens.vocab_after"), f"{a['vocab_after']:,}"),
+            (i18n.t(lang, "tokens.new_count"), len(a.get("new_tokens") or [])),
+        ]
+    )
     chips = "".join(f"<span class='tb-tok special'>{charts.esc(s)}</span>" for s in a.get("specials") or [])
-    return f"{cards}<div class='tb-sub'>{charts.esc(i18n.t(lang, 'tokens.specials'))}</div><div class='tb-tokens'>{chips}</div>"
+    head = charts.esc(i18n.t(lang, "tokens.specials"))
+    return f"{cards}<div class='tb-sub'>{head}</div><div class='tb-tokens'>{chips}</div>"
 
 
 def compare(ctx: Ctx, d: dict) -> str:
@@ -159,8 +220,10 @@ def compare(ctx: Ctx, d: dict) -> str:
     out = []
     for key in ("before", "after"):
         label = i18n.t(lang, f"tokens.{key}", n=len(split[key]))
-        out.append(f"<div class='tb-sub' data-testid='tokens-{key}'>{charts.esc(label)}</div>"
-                   f"<div id='tb-pieces-{key}'>{charts.token_pieces(split[key], show_loss=False)}</div>")
+        out.append(
+            f"<div class='tb-sub' data-testid='tokens-{key}'>{charts.esc(label)}</div>"
+            f"<div id='tb-pieces-{key}'>{charts.token_pieces(split[key], show_loss=False)}</div>"
+        )
     return "".join(out)
 
 
@@ -171,11 +234,18 @@ def scan(ctx: Ctx, d: dict) -> tuple[str, Any, list[str]]:
         return charts.notes([i18n.t(lang, "tokens.scan_unavailable")]), gr.update(visible=False), []
     found = previews.scan_token_like(config)
     if not found:
-        return f"<div class='tb-empty'>{charts.esc(i18n.t(lang, 'tokens.scan_none'))}</div>", gr.update(visible=False), []
-    head = "".join(f"<th>{charts.esc(i18n.t(lang, f'tokens.scan_{c}'))}</th>" for c in ("token", "count", "status"))
+        return (
+            f"<div class='tb-empty'>{charts.esc(i18n.t(lang, 'tokens.scan_none'))}</div>",
+            gr.update(visible=False),
+            [],
+        )
+    head = "".join(
+        f"<th>{charts.esc(i18n.t(lang, f'tokens.scan_{c}'))}</th>" for c in ("token", "count", "status")
+    )
     body = "".join(
         f"<tr class='{'missing' if f['missing'] else ''}'><td><code>{charts.esc(f['token'])}</code></td>"
-        f"<td>{f['count']}</td><td>{charts.esc(i18n.t(lang, 'tokens.missing' if f['missing'] else 'tokens.known'))}</td></tr>"
+        f"<td>{f['count']}</td>"
+        f"<td>{charts.esc(i18n.t(lang, 'tokens.missing' if f['missing'] else 'tokens.known'))}</td></tr>"
         for f in found
     )
     missing = [f["token"] for f in found if f["missing"]]

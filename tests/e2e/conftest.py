@@ -64,8 +64,14 @@ def app_url(app_home: Path, tmp_path_factory: pytest.TempPathFactory):
         "HF_DATASETS_OFFLINE": "1",
     }
     with log.open("w") as out:
-        proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT, env=env,
-                                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [sys.executable, "app.py", "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
     url = f"http://127.0.0.1:{port}/"
     try:
         wait_until_up(url, proc, log)
@@ -106,6 +112,9 @@ def shot():
 
     def save(page, name: str) -> Path:
         path = SCREENSHOTS / f"{name}.png"
+        page.keyboard.press("Escape")  # close an open dropdown list
+        page.locator("#tb-title").click()  # and take the focus off the last field
+        page.wait_for_timeout(400)
         page.screenshot(path=str(path), full_page=True)
         return path
 

@@ -1,0 +1,90 @@
+"""Locales: English and Japanese say the same things, with the same placeholders.
+
+.venv/bin/pytest tests/ui/test_i18n.py -q
+"""
+
+from __future__ import annotations
+
+import re
+import string
+
+import pytest
+
+from finetune.ui import i18n
+
+JA_ONLY = ("validation", "engine_errors")  # Japanese translates engine text; English shows it as is
+
+
+def flat(node, prefix=""):
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from flat(value, f"{prefix}{key}.")
+    elif not isinstance(node, list):
+        yield prefix.rstrip("."), str(node)
+
+
+def placeholders(text: str) -> set[str]:
+    return {name for _, name, _, _ in string.Formatter().parse(text) if name}
+
+
+def test_same_keys_and_placeholders_in_both_languages() -> None:
+    en = dict(flat({k: v for k, v in i18n.catalog("en").items() if k != "fields"}))
+    ja = dict(flat({k: v for k, v in i18n.catalog("ja").items() if k not in ("fields", *JA_ONLY)}))
+    assert set(en) == set(ja), set(en) ^ set(ja)
+    for key, text in en.items():
+        assert placeholders(text) == placeholders(ja[key]), key
+    assert set(i18n.catalog("en")["fields"]) == set(i18n.catalog("ja")["fields"])
+
+
+def test_lookup_falls_back_to_english_then_the_key() -> None:
+    assert i18n.t("ja", "tabs.dataset") == "1 · データセット"
+    assert i18n.t("fr", "tabs.dataset") == "1 · Dataset"
+    assert i18n.t("ja", "no.such.key") == "no.such.key"
+    assert i18n.t("en", "runs.count", n=3) == "3 run(s) in the data directory"
+
+
+def test_english_help_is_the_schema_description() -> None:
+    from finetune.config import describe_fields
+
+    desc = {path: d for path, d, _ in describe_fields()}
+    assert i18n.field_help("en", "training.learning_rate") == desc["training.learning_rate"]
+    assert i18n.field_help("ja", "training.learning_rate") == "学習率の最大値。"
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        (
+            "file /tmp/x.csv does not exist (relative paths start at /); check the path",
+            "ファイル /tmp/x.csv がありません",
+        ),
+        (
+            "'<a>' is already in the vocabulary (id 5); remove it from the list",
+            "'<a>' はすでに語彙にあります(ID 5)",
+        ),
+        ("something nobody translated", "something nobody translated"),
+    ],
+)
+def test_engine_messages_in_japanese(message: str, expected: str) -> None:
+    assert expected in i18n.problem("ja", message)
+    assert i18n.problem("en", message) == message
+
+
+def test_validation_messages_use_pydantic_context() -> None:
+    assert (
+        i18n.problem("ja", "Input should be greater than 0", "greater_than", {"gt": 0})
+        == "0 より大きい値にしてください。"
+    )
+
+
+def test_engine_error_patterns_compile_and_fill() -> None:
+    for rule in i18n.catalog("ja")["engine_errors"]:
+        pattern = re.compile(rule["pattern"])
+        groups = ["x"] * pattern.groups
+        rule["text"].format(*groups)  # every placeholder has a group
+
+
+def test_pick_lang() -> None:
+    assert i18n.pick_lang("ja") == "ja"
+    assert i18n.pick_lang("", "ja-JP,ja;q=0.9,en;q=0.8") == "ja"
+    assert i18n.pick_lang(None, "de-DE,fr;q=0.5") == "en"
