@@ -10,57 +10,28 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import signal
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from transformers import TrainerCallback
 
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Readers never see a half-written file: write beside it, then rename over it."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, ensure_ascii=False, indent=1), encoding="utf-8")
-    os.replace(tmp, path)
-
-
-class Status:
-    """``status.json`` of one run: read-modify-write, always atomically."""
-
-    def __init__(self, run_dir: Path):
-        self.path = run_dir / "status.json"
-
-    def read(self) -> dict[str, Any]:
-        try:
-            return json.loads(self.path.read_text(encoding="utf-8"))
-        except (FileNotFoundError, json.JSONDecodeError):
-            return {}
-
-    def update(self, **fields: Any) -> dict[str, Any]:
-        data = self.read() | fields | {"updated_at": now_iso()}
-        write_json_atomic(self.path, data)
-        return data
+from finetune import status as st
 
 
 class RunRecorder(TrainerCallback):
     """Append one JSON line per log to metrics.jsonl and keep status.json's progress current."""
 
-    def __init__(self, run_dir: Path, status: Status):
+    def __init__(self, run_dir: Path, prior_seconds: float = 0.0):
+        self.run_dir = run_dir
         self.metrics_path = run_dir / "metrics.jsonl"
-        self.status = status
-        self.start = time.monotonic()
+        self.start = time.monotonic() - prior_seconds  # elapsed continues across resumed attempts
         self.last_tokens: tuple[float, float] | None = None  # (time, num_tokens) at the previous log
         self.diverged_at: int | None = None  # step where the loss became NaN/inf
 
     def on_train_begin(self, args, state, control, **kwargs):
-        self.status.update(state="running", step=state.global_step, max_steps=state.max_steps)
+        st.update(self.run_dir, step=state.global_step, max_steps=state.max_steps)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not logs or not state.is_world_process_zero:
@@ -82,7 +53,8 @@ class RunRecorder(TrainerCallback):
                 f"lr {logs.get('learning_rate', 0):.2e}",
                 flush=True,
             )
-        self.status.update(
+        st.update(
+            self.run_dir,
             step=state.global_step,
             max_steps=state.max_steps,
             epoch=row["epoch"],

@@ -335,11 +335,22 @@ def from_dict(raw: dict[str, Any], overrides: list[str] | dict[str, Any] | None 
     items = parse_overrides(overrides) if isinstance(overrides, list) else (overrides or {})
     for dotted, value in items.items():
         set_path(user, dotted, value)
+    _refuse_tokens(user)
     preset_id = user.get("preset")
     preset = preset_values(preset_id)
     config = validate(deep_merge(preset, user))
     config._sources = {p: f"preset:{preset_id}" for p in flatten(preset)} | {p: "user" for p in flatten(user)}
     return config
+
+
+def _refuse_tokens(user: dict[str, Any]) -> None:
+    """A config is copied into every run directory and shown in the page: no Hugging Face token in it."""
+    from finetune.redact import looks_like_token
+
+    found = [path for path, value in flatten(user).items() if looks_like_token(str(value))]
+    if found:
+        why = "looks like a Hugging Face token: put it in the HF_TOKEN environment variable, not a config"
+        raise ConfigError([(path, why) for path in found])
 
 
 def validate(data: dict[str, Any]) -> Config:

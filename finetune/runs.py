@@ -19,9 +19,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-LIVE_STATES = ("starting", "running", "stopping")
-FINAL_STATES = ("finished", "stopped", "failed")
+from finetune import status as st
+from finetune.redact import redact_lines
+
 MAX_READ = 4 << 20  # one poll reads at most 4 MiB; a huge backlog is caught up over a few polls
+LIVE_STATES, FINAL_STATES = st.LIVE_STATES, st.FINAL_STATES
+read_status, is_live, is_active, parse_time = st.read, st.is_live, st.is_active, st.parse_time
 
 
 def runs_root(home: str | Path) -> Path:
@@ -32,40 +35,20 @@ def runs_root(home: str | Path) -> Path:
 # ---------------------------------------------------------------- status
 
 
-def read_status(run_dir: Path) -> dict[str, Any]:
-    """status.json as a dict ({} while it does not exist yet). Writers replace it atomically."""
-    try:
-        data = json.loads((Path(run_dir) / "status.json").read_text(encoding="utf-8"))
-    except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def is_live(status: dict[str, Any]) -> bool:
-    return status.get("state") in LIVE_STATES
-
-
-def parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        stamp = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
-
-
 def progress(status: dict[str, Any], now: datetime | None = None) -> dict[str, Any]:
-    """Fraction done, seconds elapsed and a naive ETA (elapsed per step x steps left) from status.json."""
+    """Fraction done, training seconds so far (all attempts) and an ETA from the current attempt's pace."""
     now = now or datetime.now(UTC)
-    started = parse_time(status.get("started_at") or status.get("created_at"))
-    ended = parse_time(status.get("ended_at"))
-    elapsed = ((ended or now) - started).total_seconds() if started else None
+    started = parse_time(status.get("attempt_started_at") or status.get("started_at"))
+    ended = parse_time(status.get("ended_at")) if not is_live(status) else None
+    this_attempt = ((ended or now) - started).total_seconds() if started else None
+    before = float(status.get("prior_seconds") or 0.0)
+    elapsed = None if this_attempt is None else before + max(this_attempt, 0.0)
     step, total = status.get("step") or 0, status.get("max_steps") or 0
     fraction = min(step / total, 1.0) if total else 0.0
+    done_now = step - (status.get("attempt_start_step") or 0)
     eta = None
-    if elapsed is not None and step and total and not ended and is_live(status):
-        eta = elapsed / step * (total - step)
+    if this_attempt and done_now > 0 and total and is_live(status):
+        eta = this_attempt / done_now * (total - step)
     return {"step": step, "max_steps": total, "fraction": fraction, "elapsed": elapsed, "eta": eta}
 
 
@@ -205,7 +188,7 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
 def log_tail(run_dir: str | Path, lines: int = 200, window: int = 256 << 10) -> tuple[list[str], int]:
     """The last ``lines`` lines of train.log and the offset to follow it from."""
     text, offset = _read_tail(Path(run_dir) / "train.log", window)
-    return text[-lines:], offset
+    return redact_lines(text[-lines:]), offset
 
 
 # ---------------------------------------------------------------- comparing

@@ -19,15 +19,17 @@ bitsandbytes; bf16/fp16 where the device lacks them; tokens.add for classificati
 from __future__ import annotations
 
 import os
-import re
 import sys
 import traceback
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from finetune import callbacks, effective, model, preflight, tokens
+from finetune import callbacks, effective, failures, model, notify, preflight, procs, runs, tokens
+from finetune import resume as resume_mod
+from finetune import status as st
 from finetune.config import Config, dump_yaml
+from finetune.redact import redact
 
 FINAL_DIR = "final"
 
@@ -41,45 +43,65 @@ def default_run_dir(config: Config) -> Path:
 
 def main(config: Config, run_dir: Path | None = None, *, resume: bool = False) -> int:
     """Train; returns the process exit code (0 finished or stopped, 1 failed)."""
-    checked = preflight.run(config)  # raises before anything is written
-    device = model.detect_device()
     run_dir = Path(run_dir or default_run_dir(config))
-    checkpoint = last_checkpoint(run_dir) if resume else None
-    if resume and checkpoint is None:
-        print(f"no complete checkpoint in {run_dir}: starting from the beginning", flush=True)
-    status = callbacks.Status(run_dir)
-    write_run_files(run_dir, config, checked, device)
-    _tee_output(run_dir)
-    status.update(
-        state="running", pid=os.getpid(), started_at=callbacks.now_iso(), ended_at=None, reason=None
-    )
     try:
-        trainer, stopper, recorder = build_trainer(config, checked, device, run_dir)
+        checked = preflight.run(config)  # raises before anything is written
+    except Exception as exc:
+        _refused(run_dir, exc)  # a queued job records why it never started
+        raise
+    device = model.detect_device()
+    write_run_files(run_dir, config, checked, device)
+    _capture_output(run_dir)
+    checkpoint = resume_from(run_dir) if resume else None
+    previous = st.read(run_dir)
+    attempt = resume_mod.attempt_fields(previous, resume_mod.checkpoint_step(checkpoint))
+    st.update(run_dir, run_id=run_dir.name, **procs.identity(os.getpid()), **attempt)
+    st.update_if(run_dir, RUNNABLE, state="running")  # a stop asked meanwhile stays "stopping"
+    try:
+        trainer, stopper, recorder = build_trainer(config, checked, device, run_dir, attempt["prior_seconds"])
         trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
         if recorder.diverged_at is not None:
             reason = (
                 f"loss became NaN/inf at step {recorder.diverged_at}: lower training.learning_rate, "
                 "keep training.max_grad_norm on, or switch fp16 to bf16"
             )
-            status.update(
-                state="failed", ended_at=callbacks.now_iso(), reason=reason, log_tail=_tail(run_dir)
-            )
-            return 1
+            return _end(run_dir, "failed", 1, reason=reason, log_tail=_tail(run_dir))
         if stopper.requested:
-            status.update(
-                state="stopped", ended_at=callbacks.now_iso(), checkpoint=_name(last_checkpoint(run_dir))
-            )
-            return 0
+            return _end(run_dir, "stopped", 0, checkpoint=_name(resume_mod.last_checkpoint(run_dir)))
         save_final(trainer, checked.tokenizer, run_dir / FINAL_DIR)
-        status.update(state="finished", ended_at=callbacks.now_iso(), final=FINAL_DIR)
         print(f"finished: {run_dir / FINAL_DIR}", flush=True)
-        return 0
+        return _end(run_dir, "finished", 0, final=FINAL_DIR)
     except BaseException as exc:  # noqa: BLE001 - every way of dying must end in status.json
         traceback.print_exc()
-        status.update(
-            state="failed", ended_at=callbacks.now_iso(), reason=_reason(exc), log_tail=_tail(run_dir)
-        )
-        return 1
+        if isinstance(exc, KeyboardInterrupt):  # a second Ctrl-C / SIGTERM: the user insisted
+            return _end(run_dir, "stopped", 1, reason=failures.reason_of(exc), log_tail=_tail(run_dir))
+        reason = failures.explain(failures.reason_of(exc), _tail(run_dir))
+        return _end(run_dir, "failed", 1, reason=reason, log_tail=_tail(run_dir))
+
+
+RUNNABLE = (None, st.QUEUED, "starting", "running", *st.FINAL_STATES)
+
+
+def resume_from(run_dir: Path) -> Path | None:
+    """The checkpoint to continue from; the curves are rewound to it (to step 0 when there is none)."""
+    checkpoint = resume_mod.last_checkpoint(run_dir)
+    where = checkpoint.name if checkpoint else "the beginning (no complete checkpoint yet)"
+    print(f"=== {st.now_iso()} resuming from {where} ===", flush=True)
+    resume_mod.rewind(run_dir, resume_mod.checkpoint_step(checkpoint))
+    return checkpoint
+
+
+def _end(run_dir: Path, state: str, code: int, **fields: Any) -> int:
+    st.update(run_dir, state=state, ended_at=st.now_iso(), **fields)
+    notify.once(run_dir, background=False)  # this process is about to exit: send before it does
+    return code
+
+
+def _refused(run_dir: Path, exc: BaseException) -> None:
+    if (run_dir / "status.json").is_file():
+        fields = {"state": "failed", "ended_at": st.now_iso(), "reason": str(exc)[:500]}
+        if st.update_if(run_dir, (st.QUEUED, "starting"), **fields):
+            notify.once(run_dir, background=False)
 
 
 def write_run_files(run_dir: Path, config: Config, checked: preflight.Checked, device: model.Device) -> None:
@@ -93,7 +115,13 @@ def write_run_files(run_dir: Path, config: Config, checked: preflight.Checked, d
         (run_dir / "template.jinja").write_text(checked.template.source, encoding="utf-8")
 
 
-def build_trainer(config: Config, checked: preflight.Checked, device: model.Device, run_dir: Path):
+def build_trainer(
+    config: Config,
+    checked: preflight.Checked,
+    device: model.Device,
+    run_dir: Path,
+    prior_seconds: float = 0.0,
+):
     # transformers 5 removed TrainingArguments.logging_dir; the TensorBoard callback reads this variable.
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(run_dir / "tensorboard")
     has_eval = checked.dataset.eval is not None
@@ -107,7 +135,7 @@ def build_trainer(config: Config, checked: preflight.Checked, device: model.Devi
     if config.method != "full":
         net = add_lora(net, config, checked.token_changes.new_ids)
     stopper = callbacks.StopOnSignal()
-    recorder = callbacks.RunRecorder(run_dir, callbacks.Status(run_dir))
+    recorder = callbacks.RunRecorder(run_dir, prior_seconds)
     if config.task == "classification":
         return _quiet(_classifier_trainer(net, args, checked, [recorder, stopper])), stopper, recorder
     from trl import SFTTrainer
@@ -187,40 +215,18 @@ def save_final(trainer: Any, tokenizer: Any, out: Path) -> None:
         base.config.save_pretrained(str(out))
 
 
-def last_checkpoint(run_dir: Path) -> Path | None:
-    """The newest complete checkpoint: trainer_state.json is written last, so its presence means complete."""
-    done = [p for p in run_dir.glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
-    return max(done, key=lambda p: int(p.name.split("-")[-1]), default=None)
-
-
 def _name(path: Path | None) -> str | None:
     return path.name if path else None
 
 
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, KeyboardInterrupt):
-        return "interrupted before a checkpoint could be saved"
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}".strip().rstrip(":")[:500]
-
-
 def _tail(run_dir: Path, lines: int = 20) -> list[str]:
     sys.stdout.flush()
-    log = run_dir / "train.log"
-    if not log.is_file():
-        return []
-    return log.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:]
+    return runs.log_tail(run_dir, lines)[0]
 
 
-HF_TOKEN_PATTERN = re.compile(r"hf_[A-Za-z0-9]{8,}")
+class _Redacting:
+    """A text stream that hides Hugging Face tokens before passing text on to each of ``streams``."""
 
-
-def redact(text: str) -> str:
-    """Hide Hugging Face tokens (``hf_...``) that a library might print."""
-    return HF_TOKEN_PATTERN.sub("hf_***", text)
-
-
-class _Tee:
     def __init__(self, *streams: Any):
         self.streams = streams
 
@@ -239,10 +245,14 @@ class _Tee:
         return False
 
 
-def _tee_output(run_dir: Path) -> None:
-    """On the CLI, copy stdout/stderr to train.log; the job supervisor redirects them to it itself."""
+def _capture_output(run_dir: Path) -> None:
+    """Redact tokens from this process's output; on the CLI also copy it to train.log.
+
+    Under the job supervisor stdout/stderr already are train.log (opened by finetune/procs.py).
+    """
     if os.environ.get("TUNEBOARD_SUPERVISED"):
+        sys.stdout, sys.stderr = _Redacting(sys.__stdout__), _Redacting(sys.__stderr__)
         return
     log = (run_dir / "train.log").open("a", encoding="utf-8", buffering=1)
-    sys.stdout = _Tee(sys.__stdout__, log)
-    sys.stderr = _Tee(sys.__stderr__, log)
+    sys.stdout = _Redacting(sys.__stdout__, log)
+    sys.stderr = _Redacting(sys.__stderr__, log)

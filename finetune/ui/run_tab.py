@@ -3,9 +3,11 @@ effective config with a YAML download and the equivalent command line.
 
     (built by finetune/ui/page.py; engine: finetune/jobs.py starts/stops, finetune/runs.py reads)
 
-Streaming: a gr.Timer ticks once a second while the watched run is live; each tick reads only the bytes
-appended to train.log and metrics.jsonl since the offsets kept in the page's state. Nothing runs per job in
-this process, so a reload, a second browser or a restarted app simply attach again from the run directory.
+Streaming: a gr.Timer ticks once a second while the watched run is live or queued (or others wait in the
+queue); each tick reads only the bytes appended to train.log and metrics.jsonl since the offsets kept in
+the page's state. Nothing runs per job in this process (finetune/scheduler.py's one supervisor thread starts
+queued runs and notices dead ones), so a reload, a second browser or a restarted app simply attach again
+from the run directory. Start queues when every slot is busy; the queue is shared by every browser.
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ from typing import Any
 
 import gradio as gr
 
-from finetune import effective, jobs, runs
+from finetune import effective, jobs, runs, scheduler
+from finetune import status as st
 from finetune.config import dump_yaml
+from finetune.redact import redact_lines
 from finetune.ui import charts, i18n
 from finetune.ui.context import Ctx, config_from, engine_problems, merge
 
@@ -51,10 +55,15 @@ def build(ctx: Ctx) -> None:
             ),
             value="run.stop",
         )
+        p["resume"] = tx.add(
+            gr.Button(i18n.t("en", "run.resume"), scale=1, interactive=False, elem_id="tb-resume"),
+            value="run.resume",
+        )
         p["watch"] = tx.add(
             gr.Dropdown([], label=i18n.t("en", "run.watch"), scale=3, elem_id="tb-watch"), label="run.watch"
         )
     p["progress"] = gr.HTML(elem_id="tb-progress")
+    _build_queue(ctx)
     with gr.Row():
         for name in PLOTS:
             colors = {label: COLORS[label] for label in PLOTS[name].values()}
@@ -117,6 +126,23 @@ def build(ctx: Ctx) -> None:
     p["timer"] = gr.Timer(1.0, active=False)
 
 
+def _build_queue(ctx: Ctx) -> None:
+    tx, p = ctx.texts, ctx.parts
+    with gr.Group(visible=False, elem_id="tb-queue-group") as p["queue_group"]:
+        p["queue_table"] = gr.HTML(elem_id="tb-queue")
+        with gr.Row(equal_height=True):
+            p["queue_pick"] = tx.add(
+                gr.Dropdown([], label=i18n.t("en", "run.queue_pick"), scale=3, elem_id="tb-queue-pick"),
+                label="run.queue_pick",
+            )
+            for key in ("queue_up", "queue_down", "queue_cancel"):
+                elem_id = f"tb-{key.replace('_', '-')}"
+                p[key] = tx.add(
+                    gr.Button(i18n.t("en", f"run.{key}"), size="sm", scale=1, elem_id=elem_id),
+                    value=f"run.{key}",
+                )
+
+
 # ---------------------------------------------------------------- following a run (plain functions)
 
 
@@ -133,13 +159,15 @@ def attach(root: Path, run_id: str | None) -> dict[str, Any]:
         metrics += runs.parse_metrics(lines)
         met_off = new
     log, log_off = runs.log_tail(run_dir, LOG_LINES)
+    status = jobs.reconcile(run_dir)
     return {
         "run": run_id,
+        "attempt": status.get("attempt"),
         "met_off": met_off,
         "log_off": log_off,
         "rows": metrics,
         "log": log,
-        "status": jobs.reconcile(run_dir),
+        "status": status,
         "fresh": True,
     }
 
@@ -147,14 +175,18 @@ def attach(root: Path, run_id: str | None) -> dict[str, Any]:
 def poll(root: Path, follow: dict[str, Any]) -> tuple[dict[str, Any], bool, bool]:
     """Read what is new; returns (follow, new metrics?, new log?)."""
     run_dir = root / follow["run"]
+    status = jobs.reconcile(run_dir)
+    if status.get("attempt") != follow.get("attempt"):  # resumed: its curves were rewound, read them again
+        return attach(root, follow["run"]), True, True
     log_lines, log_off = runs.read_new(run_dir / "train.log", follow["log_off"])
+    log_lines = redact_lines(log_lines)
     met_lines, met_off = runs.read_new(run_dir / "metrics.jsonl", follow["met_off"])
     rows = runs.parse_metrics(met_lines)
     follow = {
         **follow,
         "log_off": log_off,
         "met_off": met_off,
-        "status": jobs.reconcile(run_dir),
+        "status": status,
         "fresh": False,
     }
     if rows:
@@ -165,11 +197,14 @@ def poll(root: Path, follow: dict[str, Any]) -> tuple[dict[str, Any], bool, bool
 
 
 def latest_run(root: Path) -> str | None:
-    """The newest live run, else the newest run."""
+    """The newest live run, else the first queued one, else the newest run."""
     listed = runs.list_runs(root)
     for run in listed:
         if run.state in runs.LIVE_STATES and runs.is_live(jobs.reconcile(Path(run.path))):
             return run.id
+    waiting = scheduler.queue(root)
+    if waiting:
+        return waiting[0]
     return listed[0].id if listed else None
 
 
@@ -181,13 +216,17 @@ def view(
 ) -> dict[Any, Any]:
     p = ctx.parts
     status = follow.get("status") or {}
-    live = runs.is_live(status)
+    waiting = scheduler.queue(ctx.runs_root)
+    position = waiting.index(follow["run"]) + 1 if follow.get("run") in waiting else None
+    queue_changed = follow.get("queue") != waiting or follow.get("fresh")
+    follow = {**follow, "queue": waiting}
     out: dict[Any, Any] = {
         p["follow"]: follow,
-        p["progress"]: charts.progress_bar(status, runs.progress(status), lang) if follow else "",
-        p["stop"]: gr.update(interactive=live),
-        p["start"]: gr.update(interactive=not live),  # one run at a time from here; the queue comes later
-        p["timer"]: gr.Timer(active=live),
+        p["progress"]: progress_html(status, position, len(waiting), lang) if follow else "",
+        p["stop"]: gr.update(interactive=st.is_active(status)),
+        p["resume"]: gr.update(interactive=status.get("state") in st.RESUMABLE_STATES),
+        p["timer"]: gr.Timer(active=st.is_active(status) or bool(waiting)),
+        **(queue_view(ctx, waiting, lang) if queue_changed else {}),
     }
     if plots:
         for name, keys in PLOTS.items():
@@ -197,9 +236,29 @@ def view(
     return out
 
 
+def progress_html(status: dict[str, Any], position: int | None, waiting: int, lang: str) -> str:
+    if position is not None:
+        status = status | {"reason": i18n.t(lang, "run.queue_position", pos=position, n=waiting)}
+    return charts.progress_bar(status, runs.progress(status), lang)
+
+
+def queue_view(ctx: Ctx, waiting: list[str], lang: str) -> dict[Any, Any]:
+    """The shared queue: a numbered list and the controls to reorder or cancel an entry."""
+    p = ctx.parts
+    rows = "".join(f"<li>{charts.esc(run_id)}</li>" for run_id in waiting)
+    head = charts.esc(i18n.t(lang, "run.queue_head", n=len(waiting)))
+    return {
+        p["queue_group"]: gr.Group(visible=bool(waiting)),
+        p["queue_table"]: f"<div class='tb-queue'><b>{head}</b><ol>{rows}</ol></div>" if waiting else "",
+        p["queue_pick"]: gr.update(choices=waiting, value=waiting[0] if waiting else None),
+    }
+
+
 def outputs(ctx: Ctx) -> list[Any]:
     p = ctx.parts
-    return [p["follow"], p["progress"], p["stop"], p["start"], p["timer"], p["log"], *(p[n] for n in PLOTS)]
+    queue = [p["queue_group"], p["queue_table"], p["queue_pick"]]
+    return [p["follow"], p["progress"], p["stop"], p["resume"], p["timer"], p["log"], *queue,
+            *(p[n] for n in PLOTS)]  # fmt: skip
 
 
 def wire(ctx: Ctx) -> None:
@@ -219,7 +278,7 @@ def wire(ctx: Ctx) -> None:
         config, problems = ctx.config_or_problems(d)
         if config is not None:
             try:
-                run_dir = jobs.start(config, ctx.runs_root)
+                run_dir = scheduler.submit(config, ctx.runs_root)
             except Exception as exc:  # noqa: BLE001 - PreflightError, ConfigError, OS errors: shown, not raised
                 problems = engine_problems(exc)
         if problems:
@@ -238,11 +297,23 @@ def wire(ctx: Ctx) -> None:
 
     def stop(follow: dict, lang: str) -> dict:
         if follow.get("run"):
-            jobs.stop(ctx.runs_root / follow["run"])
+            scheduler.stop(ctx.runs_root / follow["run"])  # a queued run is cancelled
             follow, _, _ = poll(ctx.runs_root, follow)
         return view(ctx, follow, lang, plots=False)
 
     p["stop"].click(stop, [p["follow"], ctx.lang], outs)
+
+    def resume(d: dict) -> dict:
+        follow, lang = d[p["follow"]], d[ctx.lang]
+        try:
+            scheduler.resume(ctx.runs_root / follow["run"])
+        except Exception as exc:  # noqa: BLE001 - e.g. the dataset is gone: say so next to its field
+            gr.Warning(i18n.t(lang, "run.not_resumed"))
+            return ctx.show_problems(d, engine_problems(exc))
+        return merge(view(ctx, attach(ctx.runs_root, follow["run"]), lang), ctx.show_problems(d, []))
+
+    p["resume"].click(resume, ctx.form(p["follow"]), start_outputs)
+    _wire_queue(ctx, outs)
 
     def watch(run_id: str, lang: str) -> dict:
         return view(ctx, attach(ctx.runs_root, run_id), lang)
@@ -263,6 +334,31 @@ def wire(ctx: Ctx) -> None:
         [p["config_note"], p["cli"], p["download"], p["effective"]],
         show_progress="hidden",
     )
+
+
+def _wire_queue(ctx: Ctx, outs: list[Any]) -> None:
+    p = ctx.parts
+
+    def change(action: str, picked: str | None, follow: dict, lang: str) -> dict:
+        if picked:
+            if action == "cancel":
+                scheduler.cancel(ctx.runs_root / picked)
+            else:
+                scheduler.move(ctx.runs_root, picked, -1 if action == "up" else 1)
+        if follow.get("run"):
+            follow, _, _ = poll(ctx.runs_root, follow)
+        out = view(ctx, follow, lang, plots=False, log=False)
+        if picked and action != "cancel":
+            out[p["queue_pick"]] = gr.update(value=picked)  # keep the pick on the moved run
+        return out
+
+    for action in ("up", "down", "cancel"):
+        p[f"queue_{action}"].click(
+            lambda picked, f, lang, a=action: change(a, picked, f, lang),
+            [p["queue_pick"], p["follow"], ctx.lang],
+            outs,
+            concurrency_limit=1,
+        )
 
 
 def watch_choices(ctx: Ctx, selected: str | None) -> Any:

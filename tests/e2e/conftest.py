@@ -49,21 +49,18 @@ def app_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("tuneboard-home")
 
 
-@pytest.fixture(scope="session")
-def app_url(app_home: Path, tmp_path_factory: pytest.TempPathFactory):
-    """Start ``python app.py --port N`` as a user would; yields its URL; stops it and its runs afterwards."""
-    if not CHROMIUM.exists():
-        pytest.skip("browser tests need Debian's chromium at /usr/bin/chromium (apt-get install chromium)")
-    port = free_port()
-    log = tmp_path_factory.mktemp("app-log") / "app.log"
+def start_app(home: Path, log: Path, port: int | None = None, **extra: str) -> tuple[subprocess.Popen, str]:
+    """``python app.py --port N`` over the data directory ``home``, as a user would; returns (proc, url)."""
+    port = port or free_port()
     env = os.environ | {
-        "TUNEBOARD_HOME": str(app_home),
-        "TUNEBOARD_CACHE": os.environ.get("TUNEBOARD_CACHE") or str(tmp_path_factory.mktemp("cache")),
+        "TUNEBOARD_HOME": str(home),
+        "TUNEBOARD_CACHE": os.environ.get("TUNEBOARD_CACHE") or str(home.parent / "cache"),
         "GRADIO_ANALYTICS_ENABLED": "False",
         "HF_HUB_OFFLINE": "1",
         "HF_DATASETS_OFFLINE": "1",
+        **extra,
     }
-    with log.open("w") as out:
+    with log.open("a") as out:
         proc = subprocess.Popen(
             [sys.executable, "app.py", "--port", str(port)],
             cwd=ROOT,
@@ -73,24 +70,38 @@ def app_url(app_home: Path, tmp_path_factory: pytest.TempPathFactory):
             stdin=subprocess.DEVNULL,
         )
     url = f"http://127.0.0.1:{port}/"
+    wait_until_up(url, proc, log)
+    return proc, url
+
+
+def stop_app(proc: subprocess.Popen) -> None:
+    proc.terminate()
     try:
-        wait_until_up(url, proc, log)
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture(scope="session")
+def app_url(app_home: Path, tmp_path_factory: pytest.TempPathFactory):
+    """Start ``python app.py --port N`` as a user would; yields its URL; stops it and its runs afterwards."""
+    if not CHROMIUM.exists():
+        pytest.skip("browser tests need Debian's chromium at /usr/bin/chromium (apt-get install chromium)")
+    log = tmp_path_factory.mktemp("app-log") / "app.log"
+    proc, url = start_app(app_home, log)
+    try:
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_app(proc)
         _stop_runs(app_home)
 
 
 def _stop_runs(home: Path) -> None:
-    from finetune import jobs, runs
+    from finetune import runs, scheduler
 
     for run in runs.list_runs(runs.runs_root(home)):
-        if run.state in runs.LIVE_STATES:
-            jobs.stop(Path(run.path), wait=30, grace=20)
+        if runs.is_active(runs.read_status(Path(run.path))):
+            scheduler.stop(Path(run.path), wait=30)
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ import json
 import os
 from pathlib import Path
 
-from finetune import jobs
+from finetune import procs
 from finetune.ui import run_tab
 
 
@@ -27,7 +27,7 @@ def append(path: Path, *lines: str) -> None:
 
 
 def test_attach_then_poll_reads_only_new_lines(tmp_path: Path) -> None:
-    me = {"pid": os.getpid(), "pid_start_time": jobs.process_start_time(os.getpid())}
+    me = {"pid": os.getpid(), "pid_start_time": procs.start_time(os.getpid())}
     run_dir = make_run(tmp_path, "r1", "running", "2025-01-01T00:00:00+00:00", step=2, max_steps=10, **me)
     append(run_dir / "metrics.jsonl", json.dumps({"step": 2, "loss": 3.0}))
     append(run_dir / "train.log", "loading", "step 2/10 loss 3.0")
@@ -51,7 +51,7 @@ def test_attach_then_poll_reads_only_new_lines(tmp_path: Path) -> None:
 
 
 def test_latest_run_prefers_a_live_one(tmp_path: Path) -> None:
-    me = {"pid": os.getpid(), "pid_start_time": jobs.process_start_time(os.getpid())}
+    me = {"pid": os.getpid(), "pid_start_time": procs.start_time(os.getpid())}
     make_run(tmp_path, "old-live", "running", "2025-01-01T00:00:00+00:00", **me)
     make_run(tmp_path, "new-done", "finished", "2025-01-02T00:00:00+00:00")
     assert run_tab.latest_run(tmp_path) == "old-live"

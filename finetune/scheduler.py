@@ -1,0 +1,264 @@
+"""Which job runs when: a queue on disk, one running job per device slot, and the loop that moves it.
+
+    python -m finetune.jobs queue | supervise        # the CLI face of this module (see finetune/jobs.py)
+
+Slots are the GPUs this process can see (one job per GPU, pinned with CUDA_VISIBLE_DEVICES), or one
+``cpu`` slot; ``TUNEBOARD_SLOTS=0,1`` names them explicitly. Further runs wait in the queue: their
+status.json says ``queued`` and RUNS/.queue.json keeps their order, which every browser session shares and
+can change (move, cancel). Every change and every dispatch happens under an exclusive lock on
+RUNS/.queue.lock and a slot counts as taken as soon as its job's status says ``starting``, so two Starts at
+the same moment -- from two tabs, two app processes or the CLI -- never put two jobs on one GPU.
+
+The dashboard runs :class:`Supervisor` (one thread for all runs): every second it reconciles the live runs
+(a killed job becomes ``failed`` within seconds, a stop that hangs gets SIGKILL) and starts the next queued
+run when a slot frees up. Without the dashboard, ``python -m finetune.jobs supervise`` does the same.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from finetune import jobs, notify
+from finetune import status as st
+from finetune.config import Config
+
+log = logging.getLogger("tuneboard.scheduler")
+QUEUE_FILE = ".queue.json"
+LOCK_FILE = ".queue.lock"
+TICK_SECONDS = 1.0
+
+
+# ---------------------------------------------------------------- slots
+
+
+def slots() -> list[str]:
+    """Device slots: TUNEBOARD_SLOTS, else the visible GPUs, else one 'cpu' slot."""
+    named = os.environ.get("TUNEBOARD_SLOTS", "").strip()
+    if named:
+        return list(dict.fromkeys(s.strip() for s in named.split(",") if s.strip()))
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        gpus = [d.strip() for d in visible.split(",") if d.strip() and d.strip() != "-1"]
+        return gpus or ["cpu"]
+    return [str(i) for i in range(_gpu_count())] or ["cpu"]
+
+
+def _gpu_count() -> int:
+    try:
+        import torch
+
+        return torch.cuda.device_count()
+    except Exception:  # noqa: BLE001 - no torch / no driver: a CPU machine
+        return 0
+
+
+# ---------------------------------------------------------------- the queue file
+
+
+@contextmanager
+def _locked(root: Path) -> Iterator[None]:
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / LOCK_FILE, "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _read_order(root: Path) -> list[str]:
+    """The saved order, repaired: only runs still queued, plus queued runs it misses (oldest first)."""
+    try:
+        saved = json.loads((root / QUEUE_FILE).read_text(encoding="utf-8")).get("order", [])
+    except (FileNotFoundError, json.JSONDecodeError, AttributeError):
+        saved = []
+    queued = {
+        path.name: status.get("queued_at") or ""
+        for path in _run_dirs(root)
+        if (status := st.read(path)).get("state") == st.QUEUED
+    }
+    order = [run_id for run_id in dict.fromkeys(saved) if run_id in queued]
+    missing = sorted((t, run_id) for run_id, t in queued.items() if run_id not in order)
+    return order + [run_id for _, run_id in missing]
+
+
+def _write_order(root: Path, order: list[str]) -> None:
+    st.write_json_atomic(root / QUEUE_FILE, {"order": order})
+
+
+def _run_dirs(root: Path) -> list[Path]:
+    if not root.is_dir():
+        return []
+    return [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
+
+
+def queue(root: str | Path) -> list[str]:
+    """Run ids waiting to start, first to start first."""
+    with _locked(Path(root)):
+        return _read_order(Path(root))
+
+
+# ---------------------------------------------------------------- what the page and the CLI call
+
+
+def submit(config: Config, root: str | Path, *, check: bool = True) -> Path:
+    """Validate ``config``, create its run directory, queue it and start it if a slot is free."""
+    root = Path(root)
+    run_dir = jobs.create(config, root, check=check)
+    with _locked(root):
+        _write_order(root, _read_order(root))  # the new run joins at the end
+        _dispatch_locked(root)
+    return run_dir
+
+
+def resume(run_dir: str | Path) -> dict[str, Any]:
+    """Queue a stopped, failed or cancelled run again; it continues from its last complete checkpoint.
+
+    The config is checked again first (the dataset may have moved since): its errors propagate and the
+    run is left as it was.
+    """
+    from finetune import config as cfg
+    from finetune import plan
+
+    run_dir = Path(run_dir)
+    current = jobs.reconcile(run_dir)
+    state = current.get("state")
+    if state not in st.RESUMABLE_STATES:
+        raise jobs.JobError(
+            f"run {run_dir.name} is {state or 'unknown'}: only a stopped, failed or cancelled run can resume"
+        )
+    plan.report(cfg.load(run_dir / "config.yaml"))
+    fields = {"state": st.QUEUED, "queued_at": st.now_iso(), "resume": True, "reason": None}
+    fields |= {"stop_requested_at": None, "log_tail": None}
+    with _locked(run_dir.parent):
+        updated = st.update_if(run_dir, st.RESUMABLE_STATES, **fields)
+        if updated is None:
+            raise jobs.JobError(f"run {run_dir.name} changed state meanwhile: try again")
+        _write_order(run_dir.parent, _read_order(run_dir.parent))
+        _dispatch_locked(run_dir.parent)
+    return st.read(run_dir)
+
+
+def cancel(run_dir: str | Path) -> dict[str, Any]:
+    """Take a queued run out of the queue (state ``cancelled``; Resume queues it again)."""
+    run_dir = Path(run_dir)
+    with _locked(run_dir.parent):
+        fields = {"state": "cancelled", "ended_at": st.now_iso(), "reason": "cancelled while queued"}
+        st.update_if(run_dir, (st.QUEUED,), **fields)
+        _write_order(run_dir.parent, _read_order(run_dir.parent))
+    return st.read(run_dir)
+
+
+def stop(run_dir: str | Path, *, wait: float = 0.0) -> dict[str, Any]:
+    """Stop a live run with a checkpoint, or cancel a queued one."""
+    run_dir = Path(run_dir)
+    if st.read(run_dir).get("state") == st.QUEUED:
+        return cancel(run_dir)
+    return jobs.stop(run_dir, wait=wait)
+
+
+def move(root: str | Path, run_id: str, offset: int) -> list[str]:
+    """Move a queued run ``offset`` places (negative = sooner); returns the new order."""
+    root = Path(root)
+    with _locked(root):
+        order = _read_order(root)
+        if run_id in order:
+            i = order.index(run_id)
+            j = max(0, min(len(order) - 1, i + offset))
+            order.insert(j, order.pop(i))
+            _write_order(root, order)
+        return order
+
+
+# ---------------------------------------------------------------- dispatching
+
+
+def dispatch(root: str | Path) -> list[str]:
+    """Start queued runs on free slots; returns the ids started."""
+    root = Path(root)
+    with _locked(root):
+        return _dispatch_locked(root)
+
+
+def _dispatch_locked(root: Path) -> list[str]:
+    order = _read_order(root)
+    free = [s for s in slots() if s not in _busy(root)]
+    started = []
+    while free and order:
+        run_id = order.pop(0)
+        status = jobs.launch(root / run_id, free.pop(0))
+        started.append(run_id)
+        if status.get("state") == "failed":  # could not even spawn: the slot is still free
+            notify.once(root / run_id)
+            free.insert(0, status.get("slot") or "cpu")
+    _write_order(root, order)
+    return started
+
+
+def _busy(root: Path) -> list[str]:
+    """Slots taken by live runs. A live run with no slot (started by hand on the CLI) takes one too."""
+    taken, unplaced = [], 0
+    for path in _run_dirs(root):
+        status = st.read(path)
+        if st.is_live(status) and st.is_live(status := jobs.reconcile(path)):
+            if status.get("slot"):
+                taken.append(status["slot"])
+            else:
+                unplaced += 1
+    spare = [s for s in slots() if s not in taken]
+    return taken + spare[:unplaced]
+
+
+def tick(root: str | Path) -> list[str]:
+    """One supervisor round: reconcile every live run (inside :func:`dispatch`), start what can start."""
+    return dispatch(root)
+
+
+class Supervisor(threading.Thread):
+    """The dashboard's one background thread: :func:`tick` every second, for every run under ``root``."""
+
+    _started: dict[Path, Supervisor] = {}
+    _guard = threading.Lock()
+
+    def __init__(self, root: Path, every: float = TICK_SECONDS):
+        super().__init__(name="tuneboard-supervisor", daemon=True)
+        self.root, self.every = Path(root), every
+        self.halt = threading.Event()
+
+    @classmethod
+    def ensure(cls, root: str | Path) -> Supervisor:
+        """Start the supervisor of ``root`` unless this process already runs one."""
+        key = Path(root).resolve()
+        with cls._guard:
+            if key not in cls._started or not cls._started[key].is_alive():
+                cls._started[key] = cls(key)
+                cls._started[key].start()
+            return cls._started[key]
+
+    def run(self) -> None:
+        while not self.halt.is_set():
+            try:
+                tick(self.root)
+            except Exception:  # noqa: BLE001 - a bad run directory must not stop supervising the others
+                log.exception("supervisor tick failed")
+            self.halt.wait(self.every)
+
+
+def supervise_forever(root: Path) -> int:
+    print(f"supervising {root} (slots: {', '.join(slots())}); Ctrl-C to leave (jobs keep running)")
+    try:
+        while True:
+            for run_id in tick(root):
+                print(f"started {run_id}", flush=True)
+            time.sleep(TICK_SECONDS)
+    except KeyboardInterrupt:
+        return 0
