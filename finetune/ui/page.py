@@ -140,19 +140,20 @@ def _wire_form(ctx: Ctx, demo: gr.Blocks) -> None:
         "outputs": dataset_tab.preview_outputs(ctx),
     }
 
-    def attach_latest(lang: str) -> dict[Any, Any]:
-        run_id = run_tab.latest_run(ctx.runs_root)
+    def attach_latest(lang: str, chosen: str | None) -> dict[Any, Any]:
+        run_id = chosen or run_tab.latest_run(ctx.runs_root)  # never override a run the user picked
         follow = run_tab.attach(ctx.runs_root, run_id)
         return {**run_tab.view(ctx, follow, lang), ctx.parts["watch"]: run_tab.watch_choices(ctx, run_id)}
 
+    watch = ctx.parts["watch"]
+    # Its own event, beside the (slower) form checks: a reload shows the live run at once.
+    demo.load(attach_latest, [ctx.lang, watch], [*run_tab.outputs(ctx), watch], show_progress="hidden")
     demo.load(
         lambda raw: form_updates(ctx, raw) if raw else {ctx.parts["lora_group"]: gr.skip()},
         stored,
         form_outputs,
         show_progress="hidden",
-    ).then(**analyze, show_progress="hidden").then(
-        attach_latest, ctx.lang, [*run_tab.outputs(ctx), ctx.parts["watch"]], show_progress="hidden"
-    ).then(**preview, show_progress="hidden")
+    ).then(**analyze, show_progress="hidden").then(**preview, show_progress="hidden")
     ctx.parts["reset"].click(lambda: form_updates(ctx, cfg.load(DEMO).user_dict()), None, form_outputs).then(
         **analyze, show_progress="hidden"
     ).then(**preview, show_progress="hidden")

@@ -27,6 +27,7 @@ from finetune.ui import charts, i18n
 from finetune.ui.context import Ctx, config_from, engine_problems, merge
 
 LOG_LINES = 300
+IDLE_TICK = 3.0  # seconds between checks while the run on screen is not moving
 PLOTS = {
     "loss_plot": {"loss": "loss", "eval_loss": "eval loss"},
     "lr_plot": {"learning_rate": "learning rate"},
@@ -225,7 +226,11 @@ def view(
         p["progress"]: progress_html(status, position, len(waiting), lang) if follow else "",
         p["stop"]: gr.update(interactive=st.is_active(status)),
         p["resume"]: gr.update(interactive=status.get("state") in st.RESUMABLE_STATES),
-        p["timer"]: gr.Timer(active=st.is_active(status) or bool(waiting)),
+        # Fast while something moves; slow (never off) while a finished run is on screen, so a late tick
+        # from before a Start can never leave the page frozen on the old run.
+        p["timer"]: gr.Timer(
+            1.0 if st.is_active(status) or waiting else IDLE_TICK, active=bool(follow.get("run"))
+        ),
         **(queue_view(ctx, waiting, lang) if queue_changed else {}),
     }
     if plots:
@@ -265,13 +270,19 @@ def wire(ctx: Ctx) -> None:
     p = ctx.parts
     outs = outputs(ctx)
 
-    def tick(follow: dict, lang: str) -> dict:
+    def tick(follow: dict, watched: str | None, lang: str) -> dict:
+        # The Run dropdown names the run on screen; only user actions set it. A tick that began before a
+        # Start may still return the previous run's state: the next tick sees the mismatch and re-attaches.
+        if watched and follow.get("run") != watched:
+            return view(ctx, attach(ctx.runs_root, watched), lang)
         if not follow.get("run"):
             return {p["timer"]: gr.Timer(active=False)}
         follow, new_rows, new_log = poll(ctx.runs_root, follow)
         return view(ctx, follow, lang, plots=new_rows, log=new_log)
 
-    p["timer"].tick(tick, [p["follow"], ctx.lang], outs, show_progress="hidden", concurrency_limit=None)
+    p["timer"].tick(
+        tick, [p["follow"], p["watch"], ctx.lang], outs, show_progress="hidden", concurrency_limit=None
+    )
 
     def start(d: dict) -> dict:
         lang = d[ctx.lang]
@@ -295,24 +306,23 @@ def wire(ctx: Ctx) -> None:
         [p["config_note"], p["cli"], p["download"], p["effective"]],
     )
 
-    def stop(follow: dict, lang: str) -> dict:
-        if follow.get("run"):
-            scheduler.stop(ctx.runs_root / follow["run"])  # a queued run is cancelled
-            follow, _, _ = poll(ctx.runs_root, follow)
-        return view(ctx, follow, lang, plots=False)
+    def stop(watched: str | None, lang: str) -> dict:
+        if watched:  # the Run dropdown, not the follow state: a late tick may still hold the previous run
+            scheduler.stop(ctx.runs_root / watched)  # a queued run is cancelled
+        return view(ctx, attach(ctx.runs_root, watched), lang)
 
-    p["stop"].click(stop, [p["follow"], ctx.lang], outs)
+    p["stop"].click(stop, [p["watch"], ctx.lang], outs)
 
     def resume(d: dict) -> dict:
-        follow, lang = d[p["follow"]], d[ctx.lang]
+        watched, lang = d[p["watch"]], d[ctx.lang]
         try:
-            scheduler.resume(ctx.runs_root / follow["run"])
+            scheduler.resume(ctx.runs_root / watched)
         except Exception as exc:  # noqa: BLE001 - e.g. the dataset is gone: say so next to its field
             gr.Warning(i18n.t(lang, "run.not_resumed"))
             return ctx.show_problems(d, engine_problems(exc))
-        return merge(view(ctx, attach(ctx.runs_root, follow["run"]), lang), ctx.show_problems(d, []))
+        return merge(view(ctx, attach(ctx.runs_root, watched), lang), ctx.show_problems(d, []))
 
-    p["resume"].click(resume, ctx.form(p["follow"]), start_outputs)
+    p["resume"].click(resume, ctx.form(p["watch"]), start_outputs)
     _wire_queue(ctx, outs)
 
     def watch(run_id: str, lang: str) -> dict:
@@ -325,7 +335,7 @@ def wire(ctx: Ctx) -> None:
     )
     p["tb_open"].click(lambda: tensorboard_frame(), None, p["tb_frame"])
     p["watch"].focus(
-        lambda f: watch_choices(ctx, (f or {}).get("run")), p["follow"], p["watch"], show_progress="hidden"
+        lambda current: watch_choices(ctx, current), p["watch"], p["watch"], show_progress="hidden"
     )
     gr.on(
         [ctx.analysis.change, ctx.lang.change],
