@@ -1,24 +1,28 @@
 """Tuneboard: configure and launch fine-tuning runs from a web page.
 
     python app.py [--host 127.0.0.1] [--port 7860] [--share]
-    TUNEBOARD_HOME=DIR python app.py     # uploads and runs live there (default: ./tuneboard_home)
+    TUNEBOARD_HOME=DIR python app.py     # uploads, runs, Gradio's cache (default: ./tuneboard_home)
+    TUNEBOARD_AUTH=user:password python app.py     # a login (or a file of such lines; README: Security)
 
-Settings only: the page is finetune/ui/, the jobs it starts are finetune/jobs.py.
+Settings only: the page is finetune/ui/, who may open it is finetune/ui/auth.py, the jobs it starts are
+finetune/jobs.py. Listens on 127.0.0.1 unless --host (or GRADIO_SERVER_NAME, which Spaces set) says otherwise.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # whatever the shell says: the page never phones home
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    host = os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1")
+    parser.add_argument("--host", default=host, help="address to bind (default 127.0.0.1: this machine only)")
     port = int(os.environ.get("GRADIO_SERVER_PORT", 7860))
     parser.add_argument("--port", type=int, default=port, help="port (default 7860 or $GRADIO_SERVER_PORT)")
     parser.add_argument("--share", action="store_true", help="also open a gradio.live link (default off)")
@@ -27,11 +31,20 @@ def main() -> None:
     os.environ["TUNEBOARD_HOME"] = str(home)  # the training processes see the same data directory
     home.mkdir(parents=True, exist_ok=True)
 
-    from finetune import ui
+    from finetune import ui  # gradio is not imported yet: its cache must be set first
+    from finetune.ui import auth
+
+    os.environ.update(ui.gradio_env(home))
+    try:
+        login = auth.from_env()
+    except auth.LoginError as exc:
+        sys.exit(f"tuneboard: {exc}")
+    if warning := auth.exposure_warning(args.host, args.share, login):
+        print(warning, file=sys.stderr, flush=True)
 
     demo = ui.build(home)
     demo.queue(default_concurrency_limit=4)
-    settings = ui.launch_kwargs(home, demo)  # theme, CSS, TensorBoard route, upload limit, no tracebacks
+    settings = ui.launch_kwargs(home, demo, login)  # theme, routes, login, upload limit, no tracebacks
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, **settings)
 
 

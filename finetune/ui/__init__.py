@@ -11,19 +11,43 @@ runs_tab), the form binder (binder.py), strings in locales/*.yaml, styles in sty
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from finetune.ui.auth import Login
 
 UI_DIR = Path(__file__).resolve().parent
-MAX_UPLOAD = "200mb"  # a fine-tuning table, not a model; raise it here if your data is bigger
 
 
-def launch_kwargs(home: Path, blocks: Any) -> dict[str, Any]:
-    """Everything ``Blocks.launch`` needs besides host and port: theme, CSS, TensorBoard route, limits."""
+def cache_dir(home: Path) -> Path:
+    """Gradio's upload and output cache: inside the data directory, so /gradio_api/file= serves only that."""
+    return home / ".gradio-cache"
+
+
+def gradio_env(home: Path) -> dict[str, str]:
+    """Environment to set before gradio is first imported (it reads GRADIO_TEMP_DIR at import)."""
+    return {
+        "GRADIO_TEMP_DIR": str(cache_dir(home)),
+        "GRADIO_EXAMPLES_CACHE": str(cache_dir(home) / "examples"),
+        "GRADIO_ANALYTICS_ENABLED": "False",
+    }
+
+
+def launch_kwargs(home: Path, blocks: Any, login: Login | None = None) -> dict[str, Any]:
+    """Everything ``Blocks.launch`` needs besides host and port: theme, CSS, routes, login, limits.
+
+    ``login`` is :func:`finetune.ui.auth.from_env`'s answer (default: no login).
+    """
     import gradio as gr
+    from starlette.middleware import Middleware
 
-    from finetune import runs
-    from finetune.ui import tensorboard
+    from finetune import runs, uploads
+    from finetune.ui import auth, gate, tensorboard
 
+    login = login or auth.Login()
+    _check_cache(home)
+    routes, middleware = auth.hf_sign_in(blocks) if login.kind == "huggingface" else ([], [])
+    middleware = [*middleware, Middleware(gate.Gate, home=home, login=login.kind)]  # inside the session
     return {
         "theme": gr.themes.Soft(
             primary_hue="indigo",
@@ -31,12 +55,42 @@ def launch_kwargs(home: Path, blocks: Any) -> dict[str, Any]:
             font=["Inter", "Noto Sans JP", "IPAPGothic", "ui-sans-serif", "sans-serif"],
         ),
         "css_paths": [UI_DIR / "style.css"],
-        "app_kwargs": {"routes": tensorboard.routes(runs.runs_root(home), blocks)},
+        "app_kwargs": {
+            "routes": [*routes, *tensorboard.routes(runs.runs_root(home), blocks)],
+            "middleware": middleware,
+            "openapi_url": None,  # FastAPI's schema route would answer without a login
+        },
         "show_error": False,  # engine messages reach the page as field errors; tracebacks stay in the log
-        "max_file_size": MAX_UPLOAD,
+        "max_file_size": uploads.max_bytes(),  # the same limit finetune/uploads.py enforces on the copy
         "allowed_paths": [],
+        "blocked_paths": _secret_folders(home),
+        "ssr_mode": False,  # SSR puts a Node server in front of the gate; the page needs no SEO
+        "mcp_server": False,
         "footer_links": ["gradio", "settings"],
+        **login.launch,
     }
+
+
+def _check_cache(home: Path) -> None:
+    """Refuse to start with Gradio's cache elsewhere: whatever lands there can be fetched by any client."""
+    from gradio.utils import get_upload_folder
+
+    folder = Path(get_upload_folder()).resolve()
+    if not folder.is_relative_to(home.resolve()):
+        raise RuntimeError(
+            f"Gradio's cache {folder} lies outside the data directory {home}: set the variables of "
+            "finetune.ui.gradio_env(home) before gradio is imported, as app.py does"
+        )
+
+
+def _secret_folders(home: Path) -> list[str]:
+    """The Hugging Face cache (holds the token) and the model cache: never served, never copied out."""
+    from huggingface_hub import constants
+
+    from finetune import builtin
+
+    folders = [Path(constants.HF_HOME).resolve(), builtin.cache_root().resolve()]
+    return [str(f) for f in folders if not home.resolve().is_relative_to(f)]  # a home inside stays usable
 
 
 def build(home: Path) -> Any:

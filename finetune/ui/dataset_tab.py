@@ -6,18 +6,17 @@ and see the token lengths after templating against max_length.
 
 from __future__ import annotations
 
-import hashlib
+import html
 import json
-import re
-import shutil
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 import pandas as pd
+from gradio.utils import get_upload_folder
 
 from finetune import config as cfg
-from finetune import data
+from finetune import data, uploads
 from finetune.ui import charts, i18n, previews
 from finetune.ui.binder import Problem
 from finetune.ui.context import Ctx, merge, problems_of
@@ -64,6 +63,7 @@ def build(ctx: Ctx) -> None:
                     ),
                     label="dataset.upload",
                 )
+                p["upload_refused"] = gr.HTML(visible=False, elem_id="tb-upload-refused")
             with gr.Group(visible=False) as p["hub_group"]:
                 with gr.Row():
                     p["hub_id"] = tx.add(
@@ -123,6 +123,7 @@ def wire(ctx: Ctx) -> None:
                 *columns,
                 path,
                 b.component("dataset.format"),
+                p["upload_refused"],
                 *ctx.analysis_outputs()[1:],
             ]
         )
@@ -142,7 +143,11 @@ def wire(ctx: Ctx) -> None:
     def from_upload(d: dict) -> dict:
         if not d[p["upload"]]:  # the file was removed from the drop zone: keep the form as it is
             return {p["preview"]: gr.skip()}
-        return load(d, store_upload(ctx.home, d[p["upload"]]), "auto")
+        try:
+            stored = store_upload(ctx.home, d[p["upload"]])
+        except uploads.UploadError as exc:  # the form keeps its data; the reason shows under the drop zone
+            return {p["upload_refused"]: refused_note(d[ctx.lang], exc.message)}
+        return {**load(d, stored, "auto"), p["upload_refused"]: gr.update(visible=False)}
 
     def from_hub(d: dict) -> dict:
         return load(d, (d[p["hub_id"]] or "").strip(), "hub")
@@ -279,12 +284,17 @@ def preview_frame(pv: dict[str, Any]) -> pd.DataFrame:
 
 
 def store_upload(home: Path, uploaded: str) -> str:
-    """Copy an upload from gradio's temp folder into HOME/uploads, named by content hash + original name."""
-    source = Path(uploaded)
-    digest = hashlib.sha256(source.read_bytes()).hexdigest()[:10]
-    name = re.sub(r"[^\w.\-]+", "_", source.name, flags=re.UNICODE).lstrip(".") or "data"
-    target = home / "uploads" / f"{digest}-{name}"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if not target.exists():
-        shutil.copyfile(source, target)
-    return str(target.resolve())
+    """Check an upload and copy it to HOME/uploads (finetune/uploads.py), then delete Gradio's cached copy.
+
+    Raises uploads.UploadError. The cached copy goes either way: Gradio serves its cache to any client.
+    """
+    cached = Path(uploaded)
+    try:
+        return str(uploads.store(home, cached, cached.name))
+    finally:
+        uploads.discard(cached, Path(get_upload_folder()))
+
+
+def refused_note(lang: str, message: str) -> Any:
+    text = html.escape(i18n.t(lang, "dataset.upload_refused", reason=message))
+    return gr.update(value=f'<div class="tb-notes error">{text}</div>', visible=True)

@@ -7,14 +7,13 @@ A Space (or any single-port host) exposes one port, so TensorBoard cannot run be
 Instead its WSGI app is mounted as a route of Gradio's own FastAPI app, passed as
 ``launch(app_kwargs={"routes": ...})`` so it is matched before Gradio's own routes; it reads every run's
 RUN_DIR/tensorboard under the runs folder.
-A route mounted beside Gradio is not covered by Gradio's login, so :class:`TensorBoardRoute` checks the same
-session cookie (or ``auth_dependency``) before passing a request on, and refuses when it cannot tell.
+A route mounted beside Gradio is not covered by Gradio's login; the dashboard's gate (gate.py) refuses anyone
+not signed in, and :class:`TensorBoardRoute` checks again (auth.allowed) so it is safe mounted on its own.
 TensorBoard is built on the first request (a second or two), never at startup.
 """
 
 from __future__ import annotations
 
-import inspect
 import threading
 import warnings
 from pathlib import Path
@@ -23,6 +22,8 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse
 from starlette.routing import Mount
+
+from finetune.ui import auth
 
 PREFIX = "/tensorboard"
 RELOAD_SECONDS = 2.0  # how often TensorBoard re-reads event files of live runs
@@ -89,22 +90,7 @@ class TensorBoardRoute:
 
     async def authorized(self, scope: dict) -> bool:
         """The same test as Gradio's own routes: no login configured, or a valid session / dependency."""
-        app = self.gradio_app(scope)
-        if app is None:
-            return False  # mounted elsewhere and Gradio not started yet: cannot tell, so refuse
-        dependency = getattr(app, "auth_dependency", None)
-        if getattr(app, "auth", None) is None and dependency is None:
-            return True
-        request = Request(scope)
-        if dependency is not None:
-            user = dependency(request)
-            if inspect.isawaitable(user):
-                user = await user
-            return user is not None
-        token = request.cookies.get(f"access-token-{app.cookie_id}") or request.cookies.get(
-            f"access-token-unsecure-{app.cookie_id}"
-        )
-        return token is not None and token in app.tokens
+        return await auth.allowed(self.gradio_app(scope), Request(scope))
 
 
 def routes(logdir: Path, blocks: Any = None) -> list[Mount]:
