@@ -91,19 +91,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args, rest)
     except Exception as exc:  # noqa: BLE001 - engine errors become one clear message, not a traceback
-        from finetune.preflight import PreflightError
-
-        known = (cfg.ConfigError, PreflightError, presets.PresetError, _engine_errors())
-        if not isinstance(exc, known):
+        if not isinstance(exc, known_errors()):
             raise
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
 
-def _engine_errors() -> tuple[type, ...]:
-    from finetune import data, model, templates, tokens
+def known_errors() -> tuple[type, ...]:
+    """Errors that mean "bad input, here is why": printed as one line, never as a traceback."""
+    from finetune import data, jobs, model, templates, tokens
+    from finetune.preflight import PreflightError
 
-    return (data.DataError, model.ModelError, templates.TemplateError, tokens.TokenError)
+    return (cfg.ConfigError, PreflightError, presets.PresetError, data.DataError, model.ModelError,
+            templates.TemplateError, tokens.TokenError, jobs.JobError)  # fmt: skip
 
 
 def _load(args: argparse.Namespace, rest: list[str]) -> cfg.Config:
@@ -116,7 +116,21 @@ def cmd_train(args: argparse.Namespace, rest: list[str]) -> int:
     run_dir = args.run_dir
     if args.resume and run_dir is None:
         run_dir = args.config.resolve().parent  # `train RUN_DIR/config.yaml --resume`
+    if run_dir is not None and not os.environ.get("TUNEBOARD_SUPERVISED"):
+        _refuse_busy(Path(run_dir))
     return train.main(_load(args, rest), run_dir, resume=args.resume)
+
+
+def _refuse_busy(run_dir: Path) -> None:
+    """Two trainers must never write one run directory: refuse a run that is live or queued."""
+    from finetune import jobs
+    from finetune import status as st
+
+    state = jobs.reconcile(run_dir).get("state") if (run_dir / "status.json").is_file() else None
+    if st.is_active({"state": state}):
+        raise jobs.JobError(
+            f"run {run_dir.name} is {state}: stop or cancel it first (python -m finetune.jobs stop {run_dir})"
+        )
 
 
 def cmd_plan(args: argparse.Namespace, rest: list[str]) -> int:

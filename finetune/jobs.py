@@ -222,9 +222,10 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m finetune.jobs", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
     home = {"type": Path, "default": Path(os.environ.get("TUNEBOARD_HOME", "tuneboard_home"))}
+    home_help = "data directory (default: $TUNEBOARD_HOME or ./tuneboard_home)"
     p = sub.add_parser("start", help="validate a config and queue it (starts at once if a slot is free)")
     p.add_argument("config", type=Path)
-    p.add_argument("--home", **home, help="data directory (default: $TUNEBOARD_HOME or ./tuneboard_home)")
+    p.add_argument("--home", **home, help=home_help)
     for name, text in [
         ("stop", "stop a run with a checkpoint (a queued run is cancelled)"),
         ("cancel", "take a queued run out of the queue"),
@@ -232,28 +233,40 @@ def main(argv: list[str]) -> int:
         ("check", "reconcile a run's status with its process and print it"),
     ]:
         sub.add_parser(name, help=text).add_argument("run_dir", type=Path)
-    sub.add_parser("queue", help="list the queued runs in order").add_argument("--home", **home)
-    sub.add_parser("supervise", help="reconcile runs and start queued ones until Ctrl-C").add_argument(
-        "--home", **home
-    )
+    for name, text in [
+        ("queue", "list the queued runs, first to start first"),
+        ("supervise", "reconcile runs and start queued ones until Ctrl-C (what the dashboard does)"),
+    ]:
+        sub.add_parser(name, help=text).add_argument("--home", **home, help=home_help)
     args = parser.parse_args(argv)
+    try:
+        return _run(args, scheduler, json)
+    except Exception as exc:  # noqa: BLE001 - known errors become one line, like `python -m finetune`
+        from finetune.__main__ import known_errors
+
+        if not isinstance(exc, known_errors()):
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(args: Any, scheduler: Any, json: Any) -> int:
     if args.cmd == "start":
         from finetune import config as cfg
 
         print(scheduler.submit(cfg.load(args.config), runs.runs_root(args.home)))
-        return 0
-    if args.cmd == "queue":
+    elif args.cmd == "queue":
         print("\n".join(scheduler.queue(runs.runs_root(args.home))))
-        return 0
-    if args.cmd == "supervise":
+    elif args.cmd == "supervise":
         return scheduler.supervise_forever(runs.runs_root(args.home))
-    action = {
-        "stop": lambda d: scheduler.stop(d, wait=120.0),
-        "cancel": scheduler.cancel,
-        "resume": scheduler.resume,
-        "check": reconcile,
-    }[args.cmd]
-    print(json.dumps(action(args.run_dir.resolve()), indent=1, ensure_ascii=False))
+    else:
+        action = {
+            "stop": lambda d: scheduler.stop(d, wait=120.0),
+            "cancel": scheduler.cancel,
+            "resume": scheduler.resume,
+            "check": reconcile,
+        }[args.cmd]
+        print(json.dumps(action(args.run_dir.resolve()), indent=1, ensure_ascii=False))
     return 0
 
 

@@ -38,6 +38,12 @@ class Checked:
     warnings: list[str] = field(default_factory=list)
 
 
+TRUST_REMOTE_CODE_WARNING = (
+    "model.trust_remote_code is on: Python code shipped with the model runs inside the training process, "
+    "with your files and HF_TOKEN; keep it on only for models whose authors you trust"
+)
+
+
 def run(config: Config) -> Checked:
     """All checks, in the order a user would fix them; the first failure raises PreflightError."""
     try:
@@ -66,6 +72,8 @@ def _run(config: Config) -> Checked:
     checked = Checked(
         config, tokenizer, before, model_type, fam, None, changes, prepared, list(prepared.warnings)
     )
+    if config.model.trust_remote_code:
+        checked.warnings.insert(0, TRUST_REMOTE_CODE_WARNING)
     if config.task == "sft":
         checked.template = choose_template(config, tokenizer, fam)
         tokenizer.chat_template = checked.template.source

@@ -130,6 +130,8 @@ def resume(run_dir: str | Path) -> dict[str, Any]:
     from finetune import plan
 
     run_dir = Path(run_dir)
+    if not (run_dir / "status.json").is_file():
+        raise jobs.JobError(f"{run_dir} is not a run directory (it has no status.json)")
     current = jobs.reconcile(run_dir)
     state = current.get("state")
     if state not in st.RESUMABLE_STATES:

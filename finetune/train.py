@@ -52,6 +52,8 @@ def main(config: Config, run_dir: Path | None = None, *, resume: bool = False) -
     device = model.detect_device()
     write_run_files(run_dir, config, checked, device)
     _capture_output(run_dir)
+    for warning in checked.warnings:
+        print(f"warning: {warning}", flush=True)
     checkpoint = resume_from(run_dir) if resume else None
     previous = st.read(run_dir)
     attempt = resume_mod.attempt_fields(previous, resume_mod.checkpoint_step(checkpoint))

@@ -181,6 +181,16 @@ def test_plan_shows_the_effective_table_with_sources(tiny_llama: str):
     assert "template: llama3.1; new tokens: ['<user_name>']" in result.stdout
 
 
+def test_trust_remote_code_is_off_explicitly_and_warned_about_when_on(tiny_llama: str):
+    from finetune import model
+
+    assert model._common_kwargs(config.ModelConfig())["trust_remote_code"] is False  # never None: no prompt
+    result = run_cli("plan", DEMO, "--model.trust_remote_code", "true")
+    assert result.returncode == 0, result.stderr
+    assert "model.trust_remote_code is on" in section(result.stdout, "Warnings")
+    assert "trust_remote_code" not in section(run_cli("plan", DEMO).stdout, "Warnings")
+
+
 # ---------------------------------------------------------------- against a real Trainer
 
 

@@ -214,3 +214,18 @@ def test_slots_follow_the_visible_gpus(monkeypatch: pytest.MonkeyPatch) -> None:
     assert scheduler.slots() == ["cpu"]
     monkeypatch.setenv("TUNEBOARD_SLOTS", "0,1,1")
     assert scheduler.slots() == ["0", "1"]
+
+
+def test_cli_refuses_clearly(root: Path, tmp_path: Path) -> None:
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True)
+
+    result = cli("finetune.jobs", "resume", str(tmp_path / "nowhere"))
+    assert result.returncode == 2 and "is not a run directory" in result.stderr
+    assert "Traceback" not in result.stderr
+    queued = jobs.create(demo(), root, check=False)  # nothing supervises root: it stays queued
+    result = cli("finetune", "train", str(queued / "config.yaml"), "--resume")
+    assert result.returncode == 2 and f"run {queued.name} is queued: stop or cancel it first" in result.stderr
+    assert runs.read_status(queued)["state"] == "queued"  # a second trainer never touched it
+    result = cli("finetune.jobs", "queue", "--home", str(root.parent))
+    assert result.stdout.split() == [queued.name]

@@ -9,7 +9,7 @@ import json
 import os
 from pathlib import Path
 
-from finetune import procs
+from finetune import procs, runs
 from finetune.ui import run_tab
 
 
@@ -60,3 +60,20 @@ def test_latest_run_prefers_a_live_one(tmp_path: Path) -> None:
     assert json.loads((dead / "status.json").read_text())["state"] == "failed"
     assert run_tab.latest_run(tmp_path / "none") is None
     assert run_tab.attach(tmp_path, None) == {}
+
+
+TOKEN = "hf_" + "AbCd1234" * 4 + "xy"
+
+
+def test_the_page_shows_logs_redacted(tmp_path: Path) -> None:
+    run_dir = tmp_path / "r"
+    run_dir.mkdir()
+    (run_dir / "status.json").write_text(json.dumps({"state": "finished"}))
+    (run_dir / "train.log").write_text(f"first {TOKEN}\n", encoding="utf-8")
+    follow = run_tab.attach(tmp_path, "r")
+    assert follow["log"] == ["first hf_***"]
+    with (run_dir / "train.log").open("a", encoding="utf-8") as fh:
+        fh.write(f"second {TOKEN}\n")
+    follow, _, new_log = run_tab.poll(tmp_path, follow)
+    assert new_log and follow["log"][-1] == "second hf_***"
+    assert runs.log_tail(run_dir)[0] == ["first hf_***", "second hf_***"]
