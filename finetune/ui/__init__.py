@@ -94,6 +94,9 @@ def _secret_folders(home: Path) -> list[str]:
 
 
 def build(home: Path) -> Any:
+    """The page over the data directory ``home``, and the one supervisor thread that moves its queue."""
+    from finetune import runs, scheduler
     from finetune.ui.page import build as build_page
 
+    scheduler.Supervisor.ensure(runs.runs_root(home))
     return build_page(home)
