@@ -35,9 +35,11 @@ $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
 	$(BIN)/pip install -q -r requirements-dev.txt
 	touch $@
 
-# Browser tests drive Debian's chromium (playwright's own browser download cannot work offline).
+# Browser tests drive Debian's chromium (playwright's own browser download cannot work offline);
+# a Japanese font keeps the Japanese UI legible in the screenshots the tests save.
 browser:
-	@test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+	@test -x /usr/bin/chromium -a -d /usr/share/fonts/opentype/ipafont-gothic || \
+	  (apt-get update -qq && apt-get install -y -qq chromium fonts-ipafont-gothic >/dev/null)
 
 lint: setup-dev
 	$(BIN)/ruff check .
