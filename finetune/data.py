@@ -158,6 +158,12 @@ def _load_hub(repo_id: str, cfg: DatasetConfig) -> datasets.Dataset:
     try:
         return datasets.load_dataset(repo_id, name=cfg.subset, split=cfg.split)
     except Exception as exc:  # network, auth, unknown subset or split: one clear message, no traceback
+        if datasets.config.HF_HUB_OFFLINE:  # the id may be right: what is missing is the network
+            raise DataError(
+                "dataset.path",
+                f"the Hub dataset {repo_id!r} is not in the local cache and Hub downloads are off "
+                "(HF_HUB_OFFLINE is set): download it while online, or save it as a file and give its path",
+            ) from exc
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(
             "dataset.path",

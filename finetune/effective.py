@@ -59,6 +59,10 @@ def training_kwargs(config: Config, *, cuda: bool, bf16_ok: bool, has_eval: bool
         derive("use_cpu", True, "no GPU found")
     if "disable_tqdm" not in kw:
         derive("disable_tqdm", True, "progress goes to train.log as one line per logging step")
+    if "logging_nan_inf_filter" not in kw:
+        # transformers 5.24 logs the mean of the earlier steps in place of a NaN/inf loss (0.0 when every
+        # step is NaN), so the run would "finish" with a broken model instead of stopping with a reason.
+        derive("logging_nan_inf_filter", False, "a NaN/inf loss is logged as is and stops the run")
     if has_eval and "eval_strategy" not in kw:
         derive("eval_strategy", "epoch", "dataset.validation_split > 0")
     if config.task == "classification":

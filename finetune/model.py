@@ -55,6 +55,18 @@ def resolve_path(cfg: ModelConfig) -> str:
     return str(Path(path).expanduser()) if looks_local else path
 
 
+# What AutoTokenizer reads in a folder; a fine-tuned checkpoint saved without its tokenizer has none of them.
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "tokenizer.model",
+    "vocab.json",
+    "vocab.txt",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+)
+
+
 def _common_kwargs(cfg: ModelConfig) -> dict[str, Any]:
     # trust_remote_code passed explicitly: left as None, transformers may prompt on stdin.
     return {
@@ -68,11 +80,18 @@ def load_tokenizer(cfg: ModelConfig) -> Any:
     from transformers import AutoTokenizer
 
     path = resolve_path(cfg)
+    folder = Path(path)
+    if folder.is_dir() and not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        raise ModelError(
+            "model.name_or_path",
+            f"folder {path!r} has no tokenizer files ({', '.join(TOKENIZER_FILES[:3])}, ...): copy them from "
+            "the model this one was trained from, or save them there with tokenizer.save_pretrained(folder)",
+        )
     try:
         return AutoTokenizer.from_pretrained(path, **_common_kwargs(cfg))
     except (OSError, ValueError, TypeError) as exc:
         raise ModelError(
-            "model.name_or_path", f"cannot load a tokenizer from {path!r}: {_first_line(exc)}"
+            "model.name_or_path", f"cannot load a tokenizer from {path!r}: {_why(exc, path)}"
         ) from None
 
 
@@ -84,7 +103,7 @@ def load_config(cfg: ModelConfig) -> Any:
         return AutoConfig.from_pretrained(path, **_common_kwargs(cfg))
     except (OSError, ValueError) as exc:
         raise ModelError(
-            "model.name_or_path", f"cannot read a model config from {path!r}: {_first_line(exc)}"
+            "model.name_or_path", f"cannot read a model config from {path!r}: {_why(exc, path)}"
         ) from None
 
 
@@ -168,6 +187,18 @@ def family(config: ModelConfig, model_type: str | None = None) -> dict[str, Any]
         if model_type and model_type in fam.get("model_types", []) and by_type is None:
             by_type = fam
     return by_type
+
+
+def _why(exc: BaseException, path: str) -> str:
+    """The loader's first line; for a Hub id while offline, what to do instead of what failed."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE and not Path(path).expanduser().exists():
+        return (
+            "it is not in the local Hugging Face cache and Hub downloads are off (HF_HUB_OFFLINE is set); "
+            "download it first (hf download ID) or give a local folder"
+        )
+    return _first_line(exc)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -18,7 +18,7 @@ from typing import Any
 import gradio as gr
 
 from finetune import config as cfg
-from finetune import runs
+from finetune import jobs, runs
 from finetune.preflight import PreflightError
 from finetune.ui import charts, i18n, previews
 from finetune.ui.binder import Binder, Problem
@@ -100,6 +100,8 @@ def engine_problems(exc: BaseException) -> list[Problem]:
         return [Problem(exc.field, exc.message)]
     if isinstance(exc, cfg.ConfigError):
         return [Problem(path, message) for path, message in exc.problems]
+    if isinstance(exc, jobs.JobError):  # the data directory (full, read-only): no field, the banner says why
+        return [Problem("", str(exc))]
     log.exception("unexpected error while checking the config")
     first = str(exc).strip().splitlines()
     return [Problem("", f"{type(exc).__name__}: {first[0] if first else ''}")]
