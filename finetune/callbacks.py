@@ -29,6 +29,7 @@ class RunRecorder(TrainerCallback):
         self.start = time.monotonic() - prior_seconds  # elapsed continues across resumed attempts
         self.last_tokens: tuple[float, float] | None = None  # (time, num_tokens) at the previous log
         self.diverged_at: int | None = None  # step where the loss became NaN/inf
+        self.first_logged_step: int | None = None
 
     def on_train_begin(self, args, state, control, **kwargs):
         st.update(self.run_dir, step=state.global_step, max_steps=state.max_steps)
@@ -61,6 +62,8 @@ class RunRecorder(TrainerCallback):
             **({"loss": logs["loss"]} if "loss" in logs else {}),  # the final summary log has no loss
         )
         loss = logs.get("loss")
+        if "loss" in logs and self.first_logged_step is None:
+            self.first_logged_step = state.global_step
         if isinstance(loss, float) and not math.isfinite(loss):
             # Training on after a NaN only burns GPU time: every later step is NaN too.
             self.diverged_at = state.global_step

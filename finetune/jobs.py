@@ -58,7 +58,7 @@ def create(config: Config, root: str | Path, *, check: bool = True) -> Path:
     try:
         return _create_run_dir(Path(root), config)
     except OSError as exc:
-        raise JobError(f"cannot create a run directory in {root}: {_os_reason(exc)}") from None
+        raise JobError(f"cannot create a run directory in {root}: {os_reason(exc)}") from None
 
 
 def launch(run_dir: Path, slot: str = "cpu") -> dict[str, Any]:
@@ -72,7 +72,7 @@ def launch(run_dir: Path, slot: str = "cpu") -> dict[str, Any]:
     try:
         proc = procs.spawn(argv, cwd=ROOT, env=procs.job_env(extra), log_path=run_dir / "train.log")
     except OSError as exc:
-        return _ended(run_dir, "failed", f"could not start the training process: {_os_reason(exc)}")
+        return _ended(run_dir, "failed", f"could not start the training process: {os_reason(exc)}")
     return st.update(run_dir, **procs.identity(proc.pid))
 
 
@@ -132,7 +132,8 @@ def _remove_tree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def _os_reason(exc: OSError) -> str:
+def os_reason(exc: OSError) -> str:
+    """An OS error in plain words, with what to do about a full, read-only or forbidden disk."""
     import errno
 
     hints = {

@@ -103,8 +103,12 @@ def _run_dirs(root: Path) -> list[Path]:
 
 def queue(root: str | Path) -> list[str]:
     """Run ids waiting to start, first to start first."""
-    with _locked(Path(root)):
-        return _read_order(Path(root))
+    root = Path(root)
+    try:
+        with _locked(root):
+            return _read_order(root)
+    except OSError:  # a read-only or missing data directory: nothing can change the order, read it as is
+        return _read_order(root)
 
 
 # ---------------------------------------------------------------- what the page and the CLI call
@@ -185,10 +189,14 @@ def move(root: str | Path, run_id: str, offset: int) -> list[str]:
 
 
 def dispatch(root: str | Path) -> list[str]:
-    """Start queued runs on free slots; returns the ids started."""
+    """Start queued runs on free slots; returns the ids started (none on a data directory it cannot lock)."""
     root = Path(root)
-    with _locked(root):
-        return _dispatch_locked(root)
+    try:
+        with _locked(root):
+            return _dispatch_locked(root)
+    except OSError as exc:
+        log.warning("cannot dispatch in %s: %s", root, exc)
+        return []
 
 
 def _dispatch_locked(root: Path) -> list[str]:

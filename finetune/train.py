@@ -19,13 +19,14 @@ bitsandbytes; bf16/fp16 where the device lacks them; tokens.add for classificati
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import traceback
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from finetune import callbacks, effective, failures, model, notify, preflight, procs, runs, tokens
+from finetune import callbacks, effective, failures, jobs, model, notify, preflight, procs, runs, tokens
 from finetune import resume as resume_mod
 from finetune import status as st
 from finetune.config import Config, dump_yaml
@@ -50,7 +51,7 @@ def main(config: Config, run_dir: Path | None = None, *, resume: bool = False) -
         _refused(run_dir, exc)  # a queued job records why it never started
         raise
     device = model.detect_device()
-    write_run_files(run_dir, config, checked, device)
+    write_run_files(run_dir, config, checked, device)  # a full or read-only disk: JobError, nothing left
     _capture_output(run_dir)
     for warning in checked.warnings:
         print(f"warning: {warning}", flush=True)
@@ -63,10 +64,7 @@ def main(config: Config, run_dir: Path | None = None, *, resume: bool = False) -
         trainer, stopper, recorder = build_trainer(config, checked, device, run_dir, attempt["prior_seconds"])
         trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
         if recorder.diverged_at is not None:
-            reason = (
-                f"loss became NaN/inf at step {recorder.diverged_at}: lower training.learning_rate, "
-                "keep training.max_grad_norm on, or switch fp16 to bf16"
-            )
+            reason = _nan_reason(recorder.diverged_at, recorder.first_logged_step)
             return _end(run_dir, "failed", 1, reason=reason, log_tail=_tail(run_dir))
         if stopper.requested:
             return _end(run_dir, "stopped", 0, checkpoint=_name(resume_mod.last_checkpoint(run_dir)))
@@ -82,6 +80,16 @@ def main(config: Config, run_dir: Path | None = None, *, resume: bool = False) -
 
 
 RUNNABLE = (None, st.QUEUED, "starting", "running", *st.FINAL_STATES)
+
+
+def _nan_reason(step: int, first_logged: int | None) -> str:
+    reason = (
+        f"loss became NaN/inf at step {step}: lower training.learning_rate, keep training.max_grad_norm on, "
+        "or switch fp16 to bf16"
+    )
+    if step == first_logged:  # no step ever gave a finite loss: the rate is not the problem
+        reason += "; it was NaN from the first step, so the model's own weights may be broken"
+    return reason
 
 
 def resume_from(run_dir: Path) -> Path | None:
@@ -107,14 +115,35 @@ def _refused(run_dir: Path, exc: BaseException) -> None:
 
 
 def write_run_files(run_dir: Path, config: Config, checked: preflight.Checked, device: model.Device) -> None:
+    """config.yaml, effective_config.yaml and template.jinja, each replaced whole or not at all."""
     rows = effective.effective(  # first: it refuses what the device cannot do (bf16 on a CPU)
         config, cuda=device.kind == "cuda", bf16_ok=device.bf16, has_eval=checked.dataset.eval is not None
     )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(config.to_yaml(), encoding="utf-8")
-    (run_dir / "effective_config.yaml").write_text(dump_yaml(effective.as_yaml_dict(rows)), encoding="utf-8")
+    files = {
+        "config.yaml": config.to_yaml(),
+        "effective_config.yaml": dump_yaml(effective.as_yaml_dict(rows)),
+    }
     if checked.template is not None:
-        (run_dir / "template.jinja").write_text(checked.template.source, encoding="utf-8")
+        files["template.jinja"] = checked.template.source
+    created = not run_dir.exists()
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        for name, text in files.items():
+            _replace(run_dir / name, text)
+    except OSError as exc:
+        if created:
+            shutil.rmtree(run_dir, ignore_errors=True)  # no half-written directory that looks like a run
+        raise jobs.JobError(f"cannot write the run directory {run_dir}: {jobs.os_reason(exc)}") from None
+
+
+def _replace(path: Path, text: str) -> None:
+    """Write beside, then rename: a full disk leaves the old file (a run's config.yaml) as it was."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def build_trainer(

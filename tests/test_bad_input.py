@@ -618,11 +618,6 @@ def test_data_directory_on_a_bad_disk(
             assert leftovers(runs.runs_root(home)) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="finetune/train.py write_run_files writes RUN_DIR in place and lets OSError out: a traceback, "
-    "and a run directory holding an empty config.yaml that the runs list shows as a run",
-)
 def test_train_onto_a_full_disk_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     home = tmp_path / "home"
     with bad_disk(home, monkeypatch, "full") as real:

@@ -293,7 +293,8 @@ def wire(ctx: Ctx) -> None:
             except Exception as exc:  # noqa: BLE001 - PreflightError, ConfigError, OS errors: shown, not raised
                 problems = engine_problems(exc)
         if problems:
-            gr.Warning(i18n.t(lang, "run.not_started"))
+            fields = any(problem.path for problem in problems)  # else: the disk, the data directory...
+            gr.Warning(i18n.t(lang, "run.not_started" if fields else "run.not_started_other"))
             return ctx.show_problems(d, problems)
         follow = attach(ctx.runs_root, run_dir.name)
         out = {**view(ctx, follow, lang), p["watch"]: watch_choices(ctx, run_dir.name)}

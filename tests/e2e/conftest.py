@@ -104,8 +104,10 @@ def _stop_runs(home: Path) -> None:
             scheduler.stop(Path(run.path), wait=30)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    """Chromium for one test module. Not the session: playwright's sync API keeps an asyncio loop running
+    in this thread while it is open, which would break later tests that run their own loop."""
     from playwright.sync_api import sync_playwright
 
     if not CHROMIUM.exists():
