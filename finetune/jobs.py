@@ -20,8 +20,10 @@ stop had been asked).
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
+import shutil
 import signal
 import sys
 import time
@@ -105,7 +107,7 @@ def _create_run_dir(root: Path, config: Config) -> Path:
         (tmp / "config.yaml").write_text(config.to_yaml(), encoding="utf-8")
         return _rename_into_place(root, tmp, base)
     except BaseException:
-        _remove_tree(tmp)  # a full disk or a crash leaves no half-written run behind
+        shutil.rmtree(tmp, ignore_errors=True)  # a full disk or a crash leaves no half-written run behind
         raise
 
 
@@ -124,12 +126,6 @@ def _rename_into_place(root: Path, tmp: Path, base: str) -> Path:
             if not (root / name).exists():
                 raise
     raise JobError(f"could not find a free run directory name for {base} in {root}")
-
-
-def _remove_tree(path: Path) -> None:
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def os_reason(exc: OSError) -> str:
@@ -215,11 +211,6 @@ def _ended(run_dir: Path, state: str, reason: str) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> int:
-    import argparse
-    import json
-
-    from finetune import scheduler
-
     parser = argparse.ArgumentParser(prog="python -m finetune.jobs", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
     home = {"type": Path, "default": Path(os.environ.get("TUNEBOARD_HOME", "tuneboard_home"))}
@@ -241,7 +232,7 @@ def main(argv: list[str]) -> int:
         sub.add_parser(name, help=text).add_argument("--home", **home, help=home_help)
     args = parser.parse_args(argv)
     try:
-        return _run(args, scheduler, json)
+        return _run(args)
     except Exception as exc:  # noqa: BLE001 - known errors become one line, like `python -m finetune`
         from finetune.__main__ import known_errors
 
@@ -251,7 +242,11 @@ def main(argv: list[str]) -> int:
         return 2
 
 
-def _run(args: Any, scheduler: Any, json: Any) -> int:
+def _run(args: argparse.Namespace) -> int:
+    import json
+
+    from finetune import scheduler  # it imports this module: import it when used
+
     if args.cmd == "start":
         from finetune import config as cfg
 

@@ -54,9 +54,7 @@ def _rewind_metrics(path: Path, step: int) -> None:
             continue  # a line cut short by a kill
         if isinstance(row, dict) and int(row.get("step", 0)) <= step:
             kept.append(line)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
-    tmp.replace(path)
+    st.write_text_atomic(path, "".join(f"{line}\n" for line in kept))
 
 
 def attempt_fields(previous: dict[str, Any], start_step: int) -> dict[str, Any]:

@@ -175,14 +175,25 @@ def _json_row(line: str) -> dict[str, Any] | None:
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
     """Every metrics row of a run (for opening a finished run: one read)."""
+    return follow_metrics(run_dir)[0]
+
+
+def follow_metrics(run_dir: str | Path, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
+    """Every metrics row after byte ``offset`` (0 = all of them), and the offset to follow the file from."""
     path = Path(run_dir) / "metrics.jsonl"
-    rows, offset = [], 0
+    rows = []
     while True:
         lines, new = read_new(path, offset)
         if new == offset:
-            return rows
+            return rows, offset
         rows += parse_metrics(lines)
         offset = new
+
+
+def read_log(run_dir: str | Path, offset: int) -> tuple[list[str], int]:
+    """train.log's lines after ``offset``, tokens hidden (as in :func:`log_tail`), and the next offset."""
+    lines, offset = read_new(Path(run_dir) / "train.log", offset)
+    return redact_lines(lines), offset
 
 
 def log_tail(run_dir: str | Path, lines: int = 200, window: int = 256 << 10) -> tuple[list[str], int]:

@@ -16,18 +16,16 @@ run when a slot frees up. Without the dashboard, ``python -m finetune.jobs super
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-from finetune import jobs, notify
+from finetune import jobs
 from finetune import status as st
 from finetune.config import Config
 
@@ -64,15 +62,10 @@ def _gpu_count() -> int:
 # ---------------------------------------------------------------- the queue file
 
 
-@contextmanager
-def _locked(root: Path) -> Iterator[None]:
+def _locked(root: Path) -> AbstractContextManager[None]:
+    """The queue's lock: every change to the order and every dispatch holds it."""
     root.mkdir(parents=True, exist_ok=True)
-    with open(root / LOCK_FILE, "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    return st.file_lock(root / LOCK_FILE)
 
 
 def _read_order(root: Path) -> list[str]:
@@ -92,7 +85,13 @@ def _read_order(root: Path) -> list[str]:
 
 
 def _write_order(root: Path, order: list[str]) -> None:
-    st.write_json_atomic(root / QUEUE_FILE, {"order": order})
+    path = root / QUEUE_FILE
+    try:
+        if json.loads(path.read_text(encoding="utf-8")).get("order") == order:
+            return  # unchanged: the supervisor checks every second, so skip the write and its fsync
+    except (FileNotFoundError, json.JSONDecodeError, AttributeError):
+        pass
+    st.write_json_atomic(path, {"order": order})
 
 
 def _run_dirs(root: Path) -> list[Path]:
@@ -207,8 +206,7 @@ def _dispatch_locked(root: Path) -> list[str]:
         run_id = order.pop(0)
         status = jobs.launch(root / run_id, free.pop(0))
         started.append(run_id)
-        if status.get("state") == "failed":  # could not even spawn: the slot is still free
-            notify.once(root / run_id)
+        if status.get("state") == "failed":  # could not even spawn (jobs told the webhook): slot still free
             free.insert(0, status.get("slot") or "cpu")
     _write_order(root, order)
     return started

@@ -13,6 +13,7 @@ cancelled ends as ``cancelled``.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -49,14 +50,22 @@ def seconds_since(value: Any) -> float | None:
     return (datetime.now(UTC) - stamp).total_seconds() if stamp else None
 
 
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Readers never see a half-written file: write beside it, flush to disk, then rename over it."""
+def write_text_atomic(path: Path, text: str) -> None:
+    """Readers never see a half-written file, and a failed write (a full disk) leaves the old one as it was:
+    write beside it, flush to disk, then rename over it."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(json.dumps(data, ensure_ascii=False, indent=1))
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    write_text_atomic(path, json.dumps(data, ensure_ascii=False, indent=1))
 
 
 def read(run_dir: str | Path) -> dict[str, Any]:
@@ -69,14 +78,19 @@ def read(run_dir: str | Path) -> dict[str, Any]:
 
 
 @contextmanager
-def locked(run_dir: str | Path) -> Iterator[None]:
-    """Hold the run's status lock (blocking; held only for a read-modify-write)."""
-    with open(Path(run_dir) / LOCK_NAME, "a+") as fh:
+def file_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created if missing) across processes and threads."""
+    with open(path, "a+") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def locked(run_dir: str | Path) -> contextlib.AbstractContextManager[None]:
+    """Hold the run's status lock (blocking; held only for a read-modify-write)."""
+    return file_lock(Path(run_dir) / LOCK_NAME)
 
 
 def update(run_dir: str | Path, **fields: Any) -> dict[str, Any]:

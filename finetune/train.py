@@ -75,8 +75,9 @@ def main(config: Config, run_dir: Path | None = None, *, resume: bool = False) -
         traceback.print_exc()
         if isinstance(exc, KeyboardInterrupt):  # a second Ctrl-C / SIGTERM: the user insisted
             return _end(run_dir, "stopped", 1, reason=failures.reason_of(exc), log_tail=_tail(run_dir))
-        reason = failures.explain(failures.reason_of(exc), _tail(run_dir))
-        return _end(run_dir, "failed", 1, reason=reason, log_tail=_tail(run_dir))
+        tail = _tail(run_dir)
+        reason = failures.explain(failures.reason_of(exc), tail)
+        return _end(run_dir, "failed", 1, reason=reason, log_tail=tail)
 
 
 RUNNABLE = (None, st.QUEUED, "starting", "running", *st.FINAL_STATES)
@@ -129,21 +130,11 @@ def write_run_files(run_dir: Path, config: Config, checked: preflight.Checked, d
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         for name, text in files.items():
-            _replace(run_dir / name, text)
+            st.write_text_atomic(run_dir / name, text)  # a full disk leaves an old config.yaml whole
     except OSError as exc:
         if created:
             shutil.rmtree(run_dir, ignore_errors=True)  # no half-written directory that looks like a run
         raise jobs.JobError(f"cannot write the run directory {run_dir}: {jobs.os_reason(exc)}") from None
-
-
-def _replace(path: Path, text: str) -> None:
-    """Write beside, then rename: a full disk leaves the old file (a run's config.yaml) as it was."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def build_trainer(

@@ -45,6 +45,15 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "home"
 
 
+def free_port() -> int:
+    """A TCP port free on loopback right now (for a server a test starts)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def run_cli(
     *args: str, cwd: Path = ROOT, env: dict | None = None, stdin: str | None = None, timeout: int = 300
 ):

@@ -22,7 +22,6 @@ import gradio as gr
 from finetune import effective, jobs, runs, scheduler
 from finetune import status as st
 from finetune.config import dump_yaml
-from finetune.redact import redact_lines
 from finetune.ui import charts, i18n
 from finetune.ui.context import Ctx, config_from, engine_problems, merge
 
@@ -152,13 +151,7 @@ def attach(root: Path, run_id: str | None) -> dict[str, Any]:
     if not run_id or not (root / run_id).is_dir():
         return {}
     run_dir = root / run_id
-    metrics, met_off = [], 0
-    while True:
-        lines, new = runs.read_new(run_dir / "metrics.jsonl", met_off)
-        if new == met_off:
-            break
-        metrics += runs.parse_metrics(lines)
-        met_off = new
+    metrics, met_off = runs.follow_metrics(run_dir)
     log, log_off = runs.log_tail(run_dir, LOG_LINES)
     status = jobs.reconcile(run_dir)
     return {
@@ -179,9 +172,8 @@ def poll(root: Path, follow: dict[str, Any]) -> tuple[dict[str, Any], bool, bool
     status = jobs.reconcile(run_dir)
     if status.get("attempt") != follow.get("attempt"):  # resumed: its curves were rewound, read them again
         return attach(root, follow["run"]), True, True
-    log_lines, log_off = runs.read_new(run_dir / "train.log", follow["log_off"])
-    log_lines = redact_lines(log_lines)
-    met_lines, met_off = runs.read_new(run_dir / "metrics.jsonl", follow["met_off"])
+    log_lines, log_off = runs.read_log(run_dir, follow["log_off"])
+    met_lines, met_off = runs.read_new(run_dir / "metrics.jsonl", follow["met_off"])  # at most MAX_READ
     rows = runs.parse_metrics(met_lines)
     follow = {
         **follow,

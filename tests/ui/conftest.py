@@ -5,9 +5,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import gradio as gr
 import pytest
+from conftest import free_port
 
 
 @pytest.fixture(scope="session")
@@ -30,3 +35,19 @@ def form(ctx) -> dict:
     values[ctx.lang] = "en"
     values[ctx.shown] = []
     return values
+
+
+@contextmanager
+def placeholder_page(settings: Callable[[gr.Blocks], dict[str, Any]]) -> Iterator[tuple[gr.Blocks, str]]:
+    """A one-line page served on a free loopback port with ``settings(blocks)`` as launch arguments (the
+    dashboard's routes, login, limits...); yields (blocks, url) and closes the server afterwards."""
+    with gr.Blocks() as demo:
+        gr.Markdown("page")
+    port = free_port()
+    demo.launch(
+        server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **settings(demo)
+    )
+    try:
+        yield demo, f"http://127.0.0.1:{port}"
+    finally:
+        demo.close()

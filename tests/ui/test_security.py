@@ -22,13 +22,14 @@ import sys
 import time
 from pathlib import Path
 
-import gradio as gr
 import httpx
 import itsdangerous
 import pytest
+from conftest import free_port
 
 from finetune.ui import dataset_tab
 from finetune.uploads import UploadError
+from ui.conftest import placeholder_page
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -39,12 +40,6 @@ PUBLIC = {  # what each login leaves open: the login page and what draws it (fin
     "password": STATIC | {"/", "/login", "/login/", "/gradio_api/startup-events"},
     "huggingface": STATIC | {"/login/huggingface", "/login/callback", "/gradio_api/startup-events"},
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class App:
@@ -178,16 +173,8 @@ def route_table(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[str, str
     home = tmp_path_factory.mktemp("routes-home")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("GRADIO_TEMP_DIR", str(ui.cache_dir(home)))
-        with gr.Blocks() as demo:
-            gr.Markdown("page")
-        settings = ui.launch_kwargs(home, demo)
-        demo.launch(
-            server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True, **settings
-        )
-        try:
+        with placeholder_page(lambda demo: ui.launch_kwargs(home, demo)) as (demo, _):
             table = walk(demo.server_app.routes)
-        finally:
-            demo.close()
     paths = {path for _, path in table}
     assert {"/tensorboard/", "/gradio_api/upload", "/gradio_api/file={path_or_url:path}", "/"} <= paths
     assert len(table) > 60  # Gradio 6.31 has about 80; a broken walk would find a handful
@@ -313,25 +300,12 @@ def test_files_are_refused_without_a_login_too(tmp_path: Path) -> None:
     home = tmp_path / "home"
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("GRADIO_TEMP_DIR", str(ui.cache_dir(home)))
-        with gr.Blocks() as demo:
-            gr.Markdown("page")
-        port = free_port()
-        demo.launch(
-            server_name="127.0.0.1",
-            server_port=port,
-            prevent_thread_lock=True,
-            quiet=True,
-            **ui.launch_kwargs(home, demo),
-        )
-        try:
-            base = f"http://127.0.0.1:{port}"
+        with placeholder_page(lambda demo: ui.launch_kwargs(home, demo)) as (_, base):
             for target in ("/etc/passwd", str(ROOT / "app.py"), "app.py", "https://example.com/"):
                 for path in file_spellings(target):
                     assert raw_get(base, path)[0] in (403, 404), path
             assert httpx.get(base + "/tensorboard/data/runs", timeout=60).status_code == 200
             assert httpx.get(base + "/openapi.json", timeout=30).status_code == 404
-        finally:
-            demo.close()
 
 
 # ---- uploads --------------------------------------------------------------------------------------

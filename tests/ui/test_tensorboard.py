@@ -5,44 +5,28 @@
 
 from __future__ import annotations
 
-import socket
+from contextlib import ExitStack
 from pathlib import Path
 
-import gradio as gr
 import httpx
 import pytest
 
 from finetune.ui import tensorboard
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from ui.conftest import placeholder_page
 
 
 @pytest.fixture
 def serve(tmp_path: Path):
-    started = []
+    """``serve(**launch)``: a page with the TensorBoard route (and only it) mounted; returns its URL."""
+    with ExitStack() as stack:
 
-    def start(**launch) -> str:
-        with gr.Blocks() as demo:
-            gr.Markdown("page")
-        port = free_port()
-        demo.launch(
-            server_name="127.0.0.1",
-            server_port=port,
-            prevent_thread_lock=True,
-            quiet=True,
-            app_kwargs={"routes": tensorboard.routes(tmp_path / "runs", demo)},
-            **launch,
-        )
-        started.append(demo)
-        return f"http://127.0.0.1:{port}"
+        def start(**launch) -> str:
+            def settings(demo) -> dict:
+                return {"app_kwargs": {"routes": tensorboard.routes(tmp_path / "runs", demo)}, **launch}
 
-    yield start
-    for demo in started:
-        demo.close()
+            return stack.enter_context(placeholder_page(settings))[1]
+
+        yield start
 
 
 def test_served_on_the_same_port(serve) -> None:
