@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 7860
 
-.PHONY: run test setup setup-dev browser lint demo bench clean
+.PHONY: run test setup setup-dev browser lint demo bench bench-memory clean
 
 run: setup
 	$(BIN)/python app.py --host $(HOST) --port $(PORT)
@@ -21,6 +21,9 @@ demo: setup  ## the engine alone: train presets/demo.yaml on the CLI
 
 bench: setup
 	$(BIN)/python bench/bench_train.py
+
+bench-memory: setup-dev browser  ## the page under big uploads and hostile templates (REF=HEAD~1 to compare)
+	$(BIN)/python bench/bench_memory.py $(if $(REF),--against $(REF))
 
 setup: $(VENV)/.installed
 setup-dev: $(VENV)/.installed-dev

@@ -42,7 +42,7 @@ def main() -> None:
     if warning := auth.exposure_warning(args.host, args.share, login):
         print(warning, file=sys.stderr, flush=True)
 
-    demo = ui.build(home)
+    demo = ui.build(home, shared=auth.is_shared(args.host, args.share, login))
     demo.queue(default_concurrency_limit=4)
     settings = ui.launch_kwargs(home, demo, login)  # theme, routes, login, upload limit, no tracebacks
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, **settings)

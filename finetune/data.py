@@ -1,48 +1,29 @@
-"""Read a dataset (bundled sample, local file or Hub id), detect its layout and convert it for training.
+"""Map a dataset's columns to roles, detect its layout and convert its records for training; preview, stats.
 
     python -c "from finetune import data as d; print(d.preview(d.DatasetConfig(path='builtin:sample-chat')))"
 
-``dataset.path`` is ``builtin:NAME`` (a sample under ``presets/data/``), a local CSV/TSV/JSON/JSONL/Parquet/
-TXT file, or a Hub id ``org/name``. :func:`prepare` turns the records into what the trainer reads: a
-``messages`` column for task sft (never pre-rendered text: TRL applies the chat template itself, and a
-rendered string would get a second BOS and an extra EOS), ``text`` for task text, ``text`` + integer
-``label`` for classification.
-Every problem is a :class:`DataError` carrying the config path to show it next to, and a way to fix it.
-Records are converted as Python lists: simple, and fast enough for fine-tuning-sized data (~1M records).
+Reading files and Hub ids is finetune/datafiles.py's (:func:`load`, :class:`DataError`, re-exported here as
+the data layer's entry points). :func:`prepare` turns the records into what the trainer reads: a ``messages``
+column for task sft (conversations, tokenized later by the sandboxed template renderer), ``text`` for task
+text, ``text`` + integer ``label`` for classification. Every problem is a :class:`DataError` carrying the
+config path to show it next to, and a way to fix it. Records are converted a batch at a time, as Python lists.
 """
 
 from __future__ import annotations
 
-import codecs
 import json
 import math
-import re
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import datasets
 import numpy as np
-from pandas.errors import EmptyDataError, ParserError
 
 from finetune.config import ColumnMap, DatasetConfig
+from finetune.datafiles import DataError, load
 
-DATA_DIR = Path(__file__).resolve().parent.parent / "presets" / "data"
-# Arrow files `datasets` writes while reading local files: cheap to rebuild, so kept out of the repo and of
-# the user's Hub cache. Hub datasets use the normal HF cache so their downloads are shared.
-CACHE_DIR = Path(tempfile.gettempdir()) / "tuneboard-datasets"
-FORMATS = {
-    ".csv": "csv",
-    ".tsv": "tsv",
-    ".json": "json",
-    ".jsonl": "jsonl",
-    ".parquet": "parquet",
-    ".txt": "txt",
-}
-# utf-8-sig drops a BOM (Excel writes one); only empty cells are missing, so "NA" or "None" stays text.
-CSV_OPTIONS = {"encoding": "utf-8-sig", "keep_default_na": False, "na_values": [""]}
-HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+__all__ = ["DataError", "DatasetConfig", "Prepared", "load", "prepare", "preview", "length_stats"]
+
 ROLES = {"system": "system", "user": "user", "assistant": "assistant", "human": "user", "gpt": "assistant"}
 
 # Per layout: role -> column names (lower case) that play it, in order of preference. Detection tries the
@@ -77,18 +58,15 @@ TASK_LAYOUTS = {
 }
 
 
-class DataError(ValueError):
-    """A dataset problem: ``field`` is the config path (``dataset.columns.label``); ``message``, the fix."""
-
-    def __init__(self, field: str, message: str):
-        self.field = field
-        self.message = message
-        super().__init__(f"{field}: {message}")
-
-
 @dataclass
 class Prepared:
-    """Records ready for the trainer; ``n_records`` counts train + eval after dropping unusable records."""
+    """Records ready for the trainer, and how many there are.
+
+    ``n_records`` counts every usable record (train + eval, after dropping unusable ones), ``n_train`` and
+    ``n_eval`` the split. Without ``sample``, ``train``/``eval`` hold them all; with it (the page, ``plan``),
+    ``train`` holds only the first ``sample`` records, unsplit, and ``eval`` is None: every record is still
+    read, checked and counted, but not kept.
+    """
 
     train: datasets.Dataset
     eval: datasets.Dataset | None
@@ -97,216 +75,12 @@ class Prepared:
     label_names: list[str] | None
     n_records: int
     warnings: list[str] = field(default_factory=list)
+    n_train: int = 0
+    n_eval: int = 0
+    sampled: bool = False
 
 
 # ---------------------------------------------------------------- reading
-
-
-def builtin_names() -> list[str]:
-    """Names usable as ``builtin:NAME``."""
-    return sorted(p.stem for p in DATA_DIR.iterdir() if p.suffix.lower() in FORMATS)
-
-
-def load(cfg: DatasetConfig) -> datasets.Dataset:
-    """The records as stored (no layout conversion, ``max_records`` not applied)."""
-    source, fmt = resolve_source(cfg)
-    ds = _load_hub(source, cfg) if fmt == "hub" else _load_file(Path(source), fmt)
-    if len(ds) == 0 or not ds.column_names:
-        raise DataError("dataset.path", f"{source} holds no records; add some or pick another file")
-    renames = {c: c.replace("\ufeff", "").strip() for c in ds.column_names}
-    renames = {old: new for old, new in renames.items() if old != new and new}
-    return ds.rename_columns(renames) if renames else ds
-
-
-def resolve_source(cfg: DatasetConfig) -> tuple[str, str]:
-    """(path or Hub id, format) for ``dataset.path``; format is a FORMATS value or ``hub``."""
-    raw = cfg.path.strip()
-    if cfg.format == "hub":
-        return raw, "hub"
-    if raw.startswith("builtin:"):
-        path = _builtin(raw.removeprefix("builtin:"))
-    else:
-        path = Path(raw).expanduser()
-        if not path.exists():
-            if HUB_ID.match(raw) and path.suffix.lower() not in FORMATS:
-                return raw, "hub"
-            raise DataError(
-                "dataset.path",
-                f"file {raw} does not exist (relative paths start at {Path.cwd()}); check the path, "
-                "or give a Hub dataset as org/name",
-            )
-        if path.is_dir():
-            raise DataError("dataset.path", f"{raw} is a folder; point dataset.path at a data file inside it")
-    fmt = cfg.format if cfg.format != "auto" else FORMATS.get(path.suffix.lower())
-    if fmt is None:
-        raise DataError(
-            "dataset.format",
-            f"cannot tell the format of {path.name} from its extension; rename it to one of "
-            f"{', '.join(FORMATS)} or set dataset.format",
-        )
-    return str(path), fmt
-
-
-def _builtin(name: str) -> Path:
-    found = sorted(p for p in DATA_DIR.glob(f"{name}.*") if p.suffix.lower() in FORMATS)
-    if not found:
-        raise DataError("dataset.path", f"no bundled dataset {name!r}; bundled: {', '.join(builtin_names())}")
-    return found[0]
-
-
-def _load_hub(repo_id: str, cfg: DatasetConfig) -> datasets.Dataset:
-    try:
-        return datasets.load_dataset(repo_id, name=cfg.subset, split=cfg.split)
-    except Exception as exc:  # network, auth, unknown subset or split: one clear message, no traceback
-        if datasets.config.HF_HUB_OFFLINE:  # the id may be right: what is missing is the network
-            raise DataError(
-                "dataset.path",
-                f"the Hub dataset {repo_id!r} is not in the local cache and Hub downloads are off "
-                "(HF_HUB_OFFLINE is set): download it while online, or save it as a file and give its path",
-            ) from exc
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(
-            "dataset.path",
-            f"could not load the Hub dataset {repo_id!r}: {reason}. Check the id, dataset.subset and "
-            "dataset.split, the network (HF_HUB_OFFLINE must be unset), and HF_TOKEN for a private or gated "
-            "dataset",
-        ) from exc
-
-
-def _load_file(path: Path, fmt: str) -> datasets.Dataset:
-    if _is_empty(path):
-        raise DataError("dataset.path", f"{path.name} is empty; add records or pick another file")
-    if fmt != "parquet":
-        _check_utf8(path)
-    try:
-        return _load_json(path) if fmt == "json" else _load_with_datasets(path, fmt)
-    except DataError:
-        raise
-    except Exception as exc:  # `datasets` wraps the parser's error; explain its root cause instead
-        raise _explain(exc, path, fmt) from exc
-
-
-def _load_with_datasets(path: Path, fmt: str) -> datasets.Dataset:
-    builder, options = {
-        "csv": ("csv", CSV_OPTIONS),
-        "tsv": ("csv", {**CSV_OPTIONS, "delimiter": "\t"}),
-        "jsonl": ("json", {}),
-        "parquet": ("parquet", {}),
-        "txt": ("text", {"encoding": "utf-8-sig"}),
-    }[fmt]
-    ds = datasets.load_dataset(
-        builder, data_files=str(path), split="train", cache_dir=str(CACHE_DIR), **options
-    )
-    if fmt == "txt":  # blank lines separate paragraphs; they are not records
-        ds = ds.filter(lambda row: bool(row["text"].strip()))
-    if fmt in ("csv", "tsv") and "__index_level_0__" in ds.column_names:  # pandas' reading of longer rows
-        raise DataError(
-            "dataset.path",
-            f"the rows of {path.name} have more fields than its header; name every column in the header, "
-            "or remove the separator at the end of each row",
-        )
-    return ds
-
-
-def _load_json(path: Path) -> datasets.Dataset:
-    # Parsed here rather than by `datasets`, which turns a single object into one record and reports no lines.
-    try:
-        data = json.loads(path.read_text(encoding="utf-8-sig"))
-    except json.JSONDecodeError as exc:
-        if exc.msg == "Extra data" and exc.lineno > 1:  # one object per line: JSON Lines named .json
-            return _load_with_datasets(path, "jsonl")
-        raise DataError(
-            "dataset.path",
-            f"{path.name} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}",
-        ) from None
-    if isinstance(data, dict):
-        wrapper = next((k for k in ("data", "train") if isinstance(data.get(k), list)), None)
-        if wrapper is None:
-            raise DataError(
-                "dataset.path",
-                f"{path.name} holds one JSON object (keys: {', '.join(list(data)[:5])}), not a list of "
-                "records; write it as [{...}, {...}] or as JSON Lines (.jsonl, one object per line)",
-            )
-        data = data[wrapper]
-    if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
-        raise DataError(
-            "dataset.path", f'{path.name} must hold a list of objects like [{{"text": ...}}, ...]'
-        )
-    # Every key, not only the first record's (which is all Dataset.from_list would keep).
-    names = list(dict.fromkeys(k for record in data for k in record))
-    return datasets.Dataset.from_dict({n: [record.get(n) for record in data] for n in names})
-
-
-def _is_empty(path: Path) -> bool:
-    if path.stat().st_size > 1024:
-        return False
-    return not path.read_bytes().removeprefix(codecs.BOM_UTF8).strip()
-
-
-def _explain(exc: BaseException, path: Path, fmt: str) -> DataError:
-    chain = [exc]
-    while (nxt := chain[-1].__cause__ or chain[-1].__context__) is not None and len(chain) < 10:
-        chain.append(nxt)
-    for err in chain:
-        if isinstance(err, EmptyDataError):
-            return DataError(
-                "dataset.path", f"{path.name} has no header or rows; add records or pick another file"
-            )
-        if isinstance(err, ParserError):
-            detail = str(err).split("C error: ")[-1].strip()
-            return DataError(
-                "dataset.path",
-                f"{path.name} is not well-formed {fmt.upper()}: {detail}; every row needs as many fields as "
-                "the header, and a field holding the separator or a line break must be quoted",
-            )
-    if fmt in ("json", "jsonl") and (bad := _bad_json_line(path)):
-        return bad
-    root = chain[-1]
-    if fmt == "parquet":
-        return DataError(
-            "dataset.path", f"{path.name} is not a readable Parquet file ({root}); check how it was saved"
-        )
-    return DataError("dataset.path", f"could not read {path.name} as {fmt}: {type(root).__name__}: {root}")
-
-
-def _bad_json_line(path: Path) -> DataError | None:
-    for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError as exc:
-            return DataError(
-                "dataset.path",
-                f"{path.name} line {number} is not valid JSON: {exc.msg} (column {exc.colno}); "
-                "JSON Lines holds one complete object per line",
-            )
-        if not isinstance(value, dict):
-            return DataError(
-                "dataset.path", f'{path.name} line {number} is not a JSON object like {{"text": ...}}'
-            )
-    return None
-
-
-def _check_utf8(path: Path) -> None:
-    """Fail with the line of the first byte that is not UTF-8 (pyarrow's JSON reader lets some through)."""
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    line = 1
-    try:
-        with path.open("rb") as f:
-            while chunk := f.read(1 << 20):
-                decoder.decode(chunk)
-                line += chunk.count(b"\n")
-        decoder.decode(b"", final=True)
-    except UnicodeDecodeError as exc:
-        line += exc.object.count(b"\n", 0, exc.start)
-        raise DataError(
-            "dataset.path",
-            f"{path.name} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} on line {line}); re-save it "
-            "as UTF-8 (Excel: 'CSV UTF-8'; text editors: encoding UTF-8)",
-        ) from None
-
-
 # ---------------------------------------------------------------- layout
 
 
@@ -400,8 +174,19 @@ def _find_column(column_names: list[str], role: str, name: str) -> str:
 # ---------------------------------------------------------------- conversion
 
 
-def prepare(cfg: DatasetConfig, task: str, *, system_prompt: str | None = None, seed: int = 42) -> Prepared:
-    """Load, check and convert the records for ``task`` (sft / text / classification), then split off eval."""
+def prepare(
+    cfg: DatasetConfig,
+    task: str,
+    *,
+    system_prompt: str | None = None,
+    seed: int = 42,
+    sample: int | None = None,
+) -> Prepared:
+    """Load, check and convert the records for ``task`` (sft / text / classification), then split off eval.
+
+    Records are read in batches, so memory holds what is kept: everything for training, the first
+    ``sample`` records for a preview of a file of any size.
+    """
     ds = load(cfg)
     if cfg.max_records:
         ds = ds.select(range(min(cfg.max_records, len(ds))))
@@ -409,18 +194,25 @@ def prepare(cfg: DatasetConfig, task: str, *, system_prompt: str | None = None, 
     _check_task(task, layout, ds.column_names)
     used = list(dict.fromkeys(c for c in columns.model_dump().values() if c))
     required = REQUIRED[layout if task == "sft" else task]
-    warnings: list[str] = []
-    rows = _drop_empty(list(enumerate(ds.select_columns(used).to_list())), columns, required, warnings)
+    tally = _Tally({role: 0 for role in required})
+    kept: list[dict[str, Any]] = []
+    for index, row in _rows(ds.select_columns(used)):
+        record = _convert(index, row, task, layout, columns, required, system_prompt, tally)
+        if record is not None and (sample is None or len(kept) < sample):
+            kept.append(record)
+    warnings = tally.warnings(columns, required, task, len(ds))
     label_names = None
-    if task == "sft":
-        out = {"messages": _conversations(rows, layout, columns, system_prompt, warnings)}
-    elif task == "text":
-        out = {"text": [_text(row[columns.text], "text", i) for i, row in rows]}
-    else:
-        out, label_names = _classes(rows, columns, ds.features[columns.label], warnings)
-    full = datasets.Dataset.from_dict(out)
-    train, held_out = _split(full, cfg.validation_split, seed)
-    return Prepared(train, held_out, layout, columns, label_names, len(full), warnings)
+    if task == "classification":
+        kept, label_names = _classes(kept, tally.labels, ds.features[columns.label], warnings)
+    names = {"sft": ["messages"], "text": ["text"]}.get(task, ["text", "label"])
+    full = datasets.Dataset.from_dict({n: [r[n] for r in kept] for n in names})
+    n_eval = _eval_size(tally.usable, cfg.validation_split)
+    common = {"layout": layout, "columns": columns, "label_names": label_names, "warnings": warnings}
+    if sample is not None:
+        n = tally.usable
+        return Prepared(full, None, n_records=n, n_train=n - n_eval, n_eval=n_eval, sampled=True, **common)
+    train, held_out = _split(full, n_eval, seed)
+    return Prepared(train, held_out, n_records=len(full), n_train=len(train), n_eval=n_eval, **common)
 
 
 def _check_task(task: str, layout: str, column_names: list[str]) -> None:
@@ -448,24 +240,85 @@ def _check_task(task: str, layout: str, column_names: list[str]) -> None:
     )
 
 
-def _drop_empty(
-    rows: list[tuple[int, dict[str, Any]]], columns: ColumnMap, required: tuple[str, ...], warnings: list[str]
-) -> list[tuple[int, dict[str, Any]]]:
-    """Rows whose required columns all hold something; an entirely empty column is an error."""
-    keep = [True] * len(rows)
-    for role in required:
-        name = getattr(columns, role)
-        empty = [_is_blank(row[name]) for _, row in rows]
-        if all(empty):
+def _rows(ds: datasets.Dataset, batch_size: int = 1000) -> Any:
+    """(index, row) of every record, read a batch at a time (a Dataset is on disk; a list would not be)."""
+    index = 0
+    for batch in ds.iter(batch_size=batch_size):
+        for values in zip(*batch.values(), strict=True):
+            yield index, dict(zip(batch, values, strict=True))
+            index += 1
+
+
+@dataclass
+class _Tally:
+    """What the conversion saw: records left empty per required role, replies missing, labels, usable."""
+
+    empty: dict[str, int]
+    no_reply: int = 0
+    usable: int = 0
+    labels: set[Any] = field(default_factory=set)
+
+    def warnings(self, columns: ColumnMap, required: tuple[str, ...], task: str, total: int) -> list[str]:
+        """The warnings for what was dropped; an error when nothing is left to learn from."""
+        out = []
+        for role in required:
+            name = getattr(columns, role)
+            if self.empty[role] == total:
+                raise DataError(
+                    f"dataset.columns.{role}",
+                    f"column {name!r} is empty in every record; set dataset.columns.{role} to a column with "
+                    "content",
+                )
+            if self.empty[role]:
+                out.append(f"dropped {self.empty[role]} records with an empty {name!r}")
+        if task == "sft" and not self.usable and self.no_reply:
             raise DataError(
-                f"dataset.columns.{role}",
-                f"column {name!r} is empty in every record; set dataset.columns.{role} to a column with "
-                "content",
+                "dataset.columns.messages", "no conversation has an assistant turn, so nothing can be learned"
             )
-        if any(empty):
-            warnings.append(f"dropped {sum(empty)} records with an empty {name!r}")
-            keep = [k and not e for k, e in zip(keep, empty, strict=True)]
-    return [row for row, k in zip(rows, keep, strict=True) if k]
+        if not self.usable:
+            names = " and ".join(repr(getattr(columns, role)) for role in required)
+            raise DataError(
+                f"dataset.columns.{required[0]}",
+                f"no record has {names} both filled in, so nothing can be learned; fill them or map other "
+                "columns",
+            )
+        if self.no_reply:
+            out.append(f"dropped {self.no_reply} conversations with no assistant turn")
+        return out
+
+
+def _convert(
+    index: int,
+    row: dict[str, Any],
+    task: str,
+    layout: str,
+    columns: ColumnMap,
+    required: tuple[str, ...],
+    system_prompt: str | None,
+    tally: _Tally,
+) -> dict[str, Any] | None:
+    """One stored row as the trainer reads it, or None when it has nothing to learn (tally says why)."""
+    blank = [role for role in required if _is_blank(row[getattr(columns, role)])]
+    for role in blank:
+        tally.empty[role] += 1
+    if blank:
+        return None
+    if task == "sft":
+        messages = _conversation(index, row, layout, columns, system_prompt)
+        if not any(m["role"] == "assistant" for m in messages):
+            tally.no_reply += 1
+            return None
+        record: dict[str, Any] = {"messages": messages}
+    elif task == "text":
+        record = {"text": _text(row[columns.text], "text", index)}
+    else:
+        label = row[columns.label]
+        if isinstance(label, (list, dict)):
+            raise DataError("dataset.columns.label", "labels must be class names or integer ids, not lists")
+        tally.labels.add(label)
+        record = {"text": _text(row[columns.text], "text", index), "label": label}
+    tally.usable += 1
+    return record
 
 
 def _is_blank(value: Any) -> bool:
@@ -484,30 +337,14 @@ def _text(value: Any, role: str, index: int) -> str:
     raise DataError(f"dataset.columns.{role}", f"record {index}: expected text, got a {type(value).__name__}")
 
 
-def _conversations(
-    rows: list[tuple[int, dict[str, Any]]],
-    layout: str,
-    columns: ColumnMap,
-    system_prompt: str | None,
-    warnings: list[str],
-) -> list[list[dict[str, str]]]:
-    out, no_reply = [], 0
-    for index, row in rows:
-        messages = _record_messages(index, row, layout, columns)
-        system = _text(row.get(columns.system), "system", index).strip() if columns.system else ""
-        if (system or system_prompt) and not (messages and messages[0]["role"] == "system"):
-            messages.insert(0, {"role": "system", "content": system or system_prompt or ""})
-        if any(m["role"] == "assistant" for m in messages):
-            out.append(messages)
-        else:
-            no_reply += 1
-    if not out:
-        raise DataError(
-            "dataset.columns.messages", "no conversation has an assistant turn, so nothing can be learned"
-        )
-    if no_reply:
-        warnings.append(f"dropped {no_reply} conversations with no assistant turn")
-    return out
+def _conversation(
+    index: int, row: dict[str, Any], layout: str, columns: ColumnMap, system_prompt: str | None
+) -> list[dict[str, str]]:
+    messages = _record_messages(index, row, layout, columns)
+    system = _text(row.get(columns.system), "system", index).strip() if columns.system else ""
+    if (system or system_prompt) and not (messages and messages[0]["role"] == "system"):
+        messages.insert(0, {"role": "system", "content": system or system_prompt or ""})
+    return messages
 
 
 def _record_messages(
@@ -552,42 +389,41 @@ def _normalise(index: int, value: Any) -> list[dict[str, str]]:
 
 
 def _classes(
-    rows: list[tuple[int, dict[str, Any]]], columns: ColumnMap, feature: Any, warnings: list[str]
-) -> tuple[dict[str, list[Any]], list[str]]:
-    """Texts and integer labels, with the class names: string labels get ids in sorted order."""
-    texts = [_text(row[columns.text], "text", i) for i, row in rows]
-    raw = [row[columns.label] for _, row in rows]
+    kept: list[dict[str, Any]], seen: set[Any], feature: Any, warnings: list[str]
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Integer labels and the class names, from every label ``seen``: string labels get sorted ids."""
     if isinstance(feature, datasets.ClassLabel):
-        return {"text": texts, "label": raw}, list(feature.names)
-    if all(isinstance(v, (int, bool)) or (isinstance(v, float) and v.is_integer()) for v in raw):
-        ids = [int(v) for v in raw]
+        return kept, list(feature.names)
+    if all(isinstance(v, (int, bool)) or (isinstance(v, float) and v.is_integer()) for v in seen):
+        ids = {int(v) for v in seen}
         if min(ids) < 0:
             raise DataError("dataset.columns.label", f"label {min(ids)} is negative; class ids start at 0")
-        unused = sorted(set(range(max(ids) + 1)) - set(ids))
+        unused = sorted(set(range(max(ids) + 1)) - ids)
         if unused:  # ids are kept, so the model still gets max + 1 outputs
             warnings.append(
                 f"label ids {unused[:10]} never occur; the model still gets {max(ids) + 1} classes"
             )
-        return {"text": texts, "label": ids}, [str(k) for k in range(max(ids) + 1)]
-    if any(isinstance(v, (list, dict)) for v in raw):
-        raise DataError("dataset.columns.label", "labels must be class names or integer ids, not lists")
-    names = sorted({str(v).strip() for v in raw})
+        return [{**r, "label": int(r["label"])} for r in kept], [str(k) for k in range(max(ids) + 1)]
+    names = sorted({str(v).strip() for v in seen})
     index = {name: k for k, name in enumerate(names)}
-    return {"text": texts, "label": [index[str(v).strip()] for v in raw]}, names
+    return [{**r, "label": index[str(r["label"]).strip()]} for r in kept], names
 
 
-def _split(
-    ds: datasets.Dataset, fraction: float, seed: int
-) -> tuple[datasets.Dataset, datasets.Dataset | None]:
+def _eval_size(n: int, fraction: float) -> int:
     if fraction <= 0:
-        return ds, None
-    n_eval = max(1, round(len(ds) * fraction))
-    if n_eval >= len(ds):
+        return 0
+    n_eval = max(1, round(n * fraction))
+    if n_eval >= n:
         raise DataError(
             "dataset.validation_split",
-            f"holding out {fraction:g} of {len(ds)} records leaves none for training; lower it or set it "
-            "to 0",
+            f"holding out {fraction:g} of {n} records leaves none for training; lower it or set it to 0",
         )
+    return n_eval
+
+
+def _split(ds: datasets.Dataset, n_eval: int, seed: int) -> tuple[datasets.Dataset, datasets.Dataset | None]:
+    if not n_eval:
+        return ds, None
     parts = ds.train_test_split(test_size=n_eval, seed=seed)
     return parts["train"], parts["test"]
 

@@ -69,10 +69,12 @@ def training_kwargs(config: Config, *, cuda: bool, bf16_ok: bool, has_eval: bool
         return kw
     derive("max_length", config.dataset.max_length, "dataset.max_length")
     if config.task == "sft":
+        # TRL gets the records tokenized, each with its loss mask (train.tokenized), never the messages: the
+        # mask is template.train_on's and TRL's own option only applies to conversational records.
         derive(
             "assistant_only_loss",
-            config.template.train_on == "assistant",
-            f"template.train_on: {config.template.train_on}",
+            False,
+            f"template.train_on: {config.template.train_on} is applied as the records' assistant_masks",
         )
     else:
         derive("dataset_text_field", "text", "task text trains on the text column")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from finetune import builtin, presets
+from finetune import builtin, paths, presets
 from finetune.config import Config, ModelConfig
 
 
@@ -47,6 +47,8 @@ def resolve_path(cfg: ModelConfig) -> str:
         path = builtin.resolve(cfg.name_or_path)
     except ValueError as exc:
         raise ModelError("model.name_or_path", str(exc)) from None
+    if paths.is_system(path):
+        raise ModelError("model.name_or_path", paths.system_refusal(path))
     looks_local = path.startswith((".", "/", "~")) or Path(path).exists() or path.count("/") != 1
     if looks_local and not Path(path).expanduser().is_dir():
         raise ModelError(

@@ -98,6 +98,8 @@ def steps_from_args(records: int, args: Any, devices: int = 1) -> Steps:
     )
 
 
+# Records kept in memory for a plan or the page's previews; every record is still read, checked and counted.
+SAMPLE = 5000
 BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "4bit": 0.55}  # 4-bit: nf4 weights plus quantization constants
 
 
@@ -131,13 +133,16 @@ def memory_gb(
     }
 
 
-def report(config: Any) -> dict[str, Any]:
-    """Everything ``plan`` prints, as data: effective values, dataset summary, steps, memory, warnings."""
+def report(config: Any, checked: Any = None) -> dict[str, Any]:
+    """Everything ``plan`` prints, as data: effective values, dataset summary, steps, memory, warnings.
+
+    ``checked``: preflight.run's answer for ``config`` when the caller has it already (the page caches it).
+    """
     from finetune import data, effective, model, preflight
 
-    checked = preflight.run(config)
+    checked = checked or preflight.run(config, sample=SAMPLE)
     device = model.detect_device()
-    has_eval = checked.dataset.eval is not None
+    has_eval = checked.dataset.n_eval > 0
     cuda = device.kind == "cuda"
     args = effective.training_args(
         config, effective.RUN_DIR_PLACEHOLDER, cuda=cuda, bf16_ok=device.bf16, has_eval=has_eval
@@ -158,14 +163,14 @@ def report(config: Any) -> dict[str, Any]:
         "dataset": {
             "layout": checked.dataset.layout,
             "records": checked.dataset.n_records,
-            "train": len(checked.dataset.train),
-            "eval": len(checked.dataset.eval) if has_eval else 0,
+            "train": checked.dataset.n_train,
+            "eval": checked.dataset.n_eval,
             "columns": {k: v for k, v in checked.dataset.columns.model_dump().items() if v},
             "lengths": stats,
         },
         "template": checked.template.id if checked.template else None,
         "new_tokens": [checked.tokenizer.convert_ids_to_tokens(i) for i in checked.token_changes.new_ids],
-        "steps": steps_from_args(len(checked.dataset.train), args),
+        "steps": steps_from_args(checked.dataset.n_train, args),
         "memory": _memory(config, device, args, checked),
         "warnings": warnings,
     }

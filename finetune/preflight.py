@@ -44,17 +44,21 @@ TRUST_REMOTE_CODE_WARNING = (
 )
 
 
-def run(config: Config) -> Checked:
-    """All checks, in the order a user would fix them; the first failure raises PreflightError."""
+def run(config: Config, sample: int | None = None) -> Checked:
+    """All checks, in the order a user would fix them; the first failure raises PreflightError.
+
+    ``sample``: keep only the first N records of the dataset (data.prepare), for what shows a plan or a
+    preview of a file of any size; training keeps them all.
+    """
     try:
-        return _run(config)
+        return _run(config, sample)
     except (data.DataError, model.ModelError, tokens.TokenError) as exc:
         raise PreflightError(exc.field, str(exc).removeprefix(f"{exc.field}: ")) from None
     except templates.TemplateError as exc:
         raise PreflightError("template.name", str(exc)) from None
 
 
-def _run(config: Config) -> Checked:
+def _run(config: Config, sample: int | None) -> Checked:
     if config.method == "qlora":  # refuse a CPU or a missing bitsandbytes here, not after RUN_DIR exists
         model.quantization_config(model.detect_device())
     model_config = model.load_config(config.model)
@@ -68,6 +72,7 @@ def _run(config: Config) -> Checked:
         config.task,
         system_prompt=config.template.system_prompt,
         seed=config.training.seed or 42,
+        sample=sample,
     )
     checked = Checked(
         config, tokenizer, before, model_type, fam, None, changes, prepared, list(prepared.warnings)
@@ -112,41 +117,78 @@ def _check_template(checked: Checked) -> None:
 
 def _check_records(checked: Checked, limit: int = 2000) -> None:
     """The records must render: a template that raises on one (gemma2 and a system message after the first
-    turn) would otherwise stop the run inside the trainer with a traceback. Same limit as record_lengths."""
-    tok, ds = checked.tokenizer, checked.dataset.train
-    specials = {key: value for key, value in tok.special_tokens_map.items() if isinstance(value, str)}
-    for record in ds.select(range(min(limit, len(ds)))):
-        try:
-            templates.render(checked.template, record["messages"], **specials)
-        except templates.TemplateError as exc:
-            roles = ", ".join(str(m.get("role")) for m in record["messages"])
-            raise templates.TemplateError(
-                f"{exc} (in a record with the roles {roles}); fix those records or pick a template that "
-                "accepts them"
-            ) from None
+    turn) would otherwise stop the run inside the trainer. The records record_lengths measures, cut alike."""
+    budget = char_budget(checked.config.dataset.max_length)
+    ds = checked.dataset.train
+    records = [clip_messages(r["messages"], budget)[0] for r in ds.select(range(min(limit, len(ds))))]
+    specials = templates.special_tokens(checked.tokenizer)
+    try:
+        templates.render_many(checked.template, records, specials)
+    except templates.TemplateError as exc:
+        if exc.index is None:
+            raise
+        roles = ", ".join(str(m.get("role")) for m in records[exc.index])
+        raise templates.TemplateError(
+            f"{exc} (in a record with the roles {roles}); fix those records or pick a template that "
+            "accepts them"
+        ) from None
 
 
 def _check_overhead(checked: Checked) -> None:
     """max_length must leave room for the template's own tokens plus a little content."""
     probe = [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}]
-    ids = checked.tokenizer.apply_chat_template(probe, tokenize=True, return_dict=True)["input_ids"]
+    (encoded,) = templates.encode(checked.tokenizer, checked.template, [probe], assistant_only=False)
+    n = len(encoded.ids)
     max_length = checked.config.dataset.max_length
-    if len(ids) + 8 > max_length:
+    if n + 8 > max_length:
         raise PreflightError(
             "dataset.max_length",
-            f"{max_length} is too short: the template {checked.template.id!r} alone takes "
-            f"{len(ids) - 2} tokens "
-            f"for a one-turn conversation; use at least {len(ids) + 64}",
+            f"{max_length} is too short: the template {checked.template.id!r} alone takes {n - 2} tokens "
+            f"for a one-turn conversation; use at least {n + 64}",
         )
 
 
+# Characters per token in real text stay far below this (English ~4, Japanese ~1.5, code ~3): text beyond
+# CHARS_PER_TOKEN x max_length characters cannot fit in a record, so it is never tokenized for a preview.
+CHARS_PER_TOKEN = 8
+
+
+def char_budget(max_length: int) -> int:
+    """The characters of a record (per message) worth tokenizing to measure or show it."""
+    return CHARS_PER_TOKEN * (max_length + 1)
+
+
+def clip_text(text: str, budget: int) -> tuple[str, float]:
+    """``text`` cut to ``budget`` characters, and how many times longer the whole is (1.0: not cut)."""
+    text = text or ""
+    return (text, 1.0) if len(text) <= budget else (text[:budget], len(text) / budget)
+
+
+def clip_messages(messages: list[dict[str, Any]], budget: int) -> tuple[list[dict[str, Any]], float]:
+    """Each message's content cut to ``budget`` characters, and how many times longer the whole is."""
+    out, full, kept = [], 0, 0
+    for message in messages:
+        content = str(message.get("content") or "")
+        cut, _ = clip_text(content, budget)
+        out.append({**message, "content": cut})
+        full, kept = full + len(content), kept + len(cut)
+    return out, (full / kept if kept and full > kept else 1.0)
+
+
 def record_lengths(checked: Checked, limit: int = 2000) -> list[int]:
-    """Token length of each training record after templating (the first ``limit`` records)."""
+    """Token length of the first ``limit`` training records after templating.
+
+    Bounded work: each text is cut to :func:`char_budget` characters first (a 50 MB record would take
+    gigabytes to tokenize); a cut record's length is extrapolated from its start, so it counts as longer than
+    max_length, as it is.
+    """
     ds = checked.dataset.train.select(range(min(limit, len(checked.dataset.train))))
-    tok = checked.tokenizer
+    tok, budget = checked.tokenizer, char_budget(checked.config.dataset.max_length)
     if checked.config.task == "sft":
-        return [
-            len(tok.apply_chat_template(r["messages"], tokenize=True, return_dict=True)["input_ids"])
-            for r in ds
-        ]
-    return [len(tok(r["text"])["input_ids"]) + 1 for r in ds]
+        clipped = [clip_messages(r["messages"], budget) for r in ds]
+        encoded = templates.encode(tok, checked.template, [c for c, _ in clipped], assistant_only=False)
+        lengths = [len(e.ids) for e in encoded]
+    else:
+        clipped = [clip_text(r["text"], budget) for r in ds]
+        lengths = [len(ids) + 1 for ids in tok([c for c, _ in clipped])["input_ids"]] if clipped else []
+    return [round(n * scale) for n, (_, scale) in zip(lengths, clipped, strict=True)]

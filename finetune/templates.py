@@ -6,28 +6,31 @@
 Presets live in ``presets/templates/<id>.jinja`` (+ ``<id>.yaml`` metadata, see its README). They render
 byte-identical to each family's official template and wrap the tokens that carry loss in
 ``{% generation %}`` so ``apply_chat_template(..., return_assistant_tokens_mask=True)`` can find them.
-Rendering uses transformers' own sandboxed Jinja environment, so a preview here is what training sees.
-Custom templates are user input: their size, render time and output size are capped.
+Every template, preset or not, is compiled and rendered by :func:`render_many` alone, in a child process with
+hard time and memory limits (finetune/sandbox.py): a custom template is user input and a model's own one
+comes from any Hub repository, so neither runs in the dashboard's process. :func:`encode` tokenizes what the
+child rendered exactly as ``tokenizer.apply_chat_template(..., return_assistant_tokens_mask=True)`` does, and
+the preview, ``plan`` and training all use it, so a preview is what training sees.
 """
 
 from __future__ import annotations
 
+import functools
 import re
-import sys
-import threading
-import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import jinja2
-from transformers.utils.chat_template_utils import _compile_jinja_template
-
-from finetune import presets
+from finetune import presets, sandbox
 
 SPECIALS = ("model", "custom")
 MAX_SOURCE_BYTES = 64 * 1024  # the longest official templates are ~10 KiB
+# A call's child is killed after MAX_RENDER_SECONDS plus PER_RECORD_SECONDS per conversation; a preset renders
+# a conversation in well under a millisecond.
 MAX_RENDER_SECONDS = 2.0
-MAX_OUTPUT_CHARS = 1_000_000  # far above any training example; stops runaway loops early
+PER_RECORD_SECONDS = 0.005
+MAX_OUTPUT_CHARS = 1_000_000  # per conversation, beyond its own text: stops runaway loops early
+BATCH = 1000  # conversations per child: bounds what one child holds in memory
 # Same test transformers uses before it warns that a template has no markers.
 _GENERATION_TAG = re.compile(r"\{%-?\s*generation\s*-?%\}")
 # A conversation every template can render: no system message, since some official templates raise on one.
@@ -44,7 +47,14 @@ _SYSTEM_BEHAVIOUR = {
 
 
 class TemplateError(ValueError):
-    """A template that cannot be loaded or rendered; the message names the template and a fix."""
+    """A template that cannot be loaded or rendered; the message names the template and a fix.
+
+    ``index``: the conversation it failed on (None: the template itself, or the whole call).
+    """
+
+    def __init__(self, message: str, index: int | None = None):
+        self.index = index
+        super().__init__(message)
 
 
 @dataclass(frozen=True)
@@ -54,6 +64,22 @@ class Template:
     id: str
     source: str
     meta: dict
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """One conversation as text, and the character spans written inside ``{% generation %}``."""
+
+    text: str
+    spans: list[tuple[int, int]]
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """One conversation as token ids, and a 0/1 mask of the ids that carry loss."""
+
+    ids: list[int]
+    mask: list[int]
 
 
 def list_templates() -> list[str]:
@@ -72,7 +98,7 @@ def load(name: str, *, tokenizer: Any = None, custom_source: str | None = None) 
         template = Template(name, source, presets.load("templates", name))
     else:
         raise TemplateError(f"unknown template {name!r}; choose one of: {', '.join(list_templates())}")
-    _compile(template)
+    _compiles(template)
     return template
 
 
@@ -90,43 +116,106 @@ def render(
     add_generation_prompt: bool = False,
     **extra: Any,
 ) -> str:
-    """Render ``messages`` to text, with a time limit and an output cap (custom templates are user input)."""
-    compiled = _compile(template)
-    context = {
-        **extra,
-        "messages": _plain_messages(messages),
-        "bos_token": bos_token,
-        "eos_token": eos_token,
-        "add_generation_prompt": add_generation_prompt,
-    }
-    return _guarded(template.id, lambda: compiled.generate(**context))
+    """Render ``messages`` to text (one conversation through :func:`render_many`)."""
+    context = {**extra, "bos_token": bos_token, "eos_token": eos_token}
+    return render_many(template, [messages], context, add_generation_prompt=add_generation_prompt)[0].text
+
+
+def render_many(
+    template: Template,
+    conversations: Sequence[list[dict]],
+    context: dict[str, Any] | None = None,
+    *,
+    add_generation_prompt: bool = False,
+    spans: bool = False,
+) -> list[Rendered]:
+    """The one way a template runs: in sandbox children, BATCH conversations each; raises TemplateError.
+
+    ``context`` holds the special tokens (bos_token, eos_token, ...) and any other template variable.
+    """
+    out: list[Rendered] = []
+    for start in range(0, len(conversations), BATCH):
+        chunk = [_plain_messages(m) for m in conversations[start : start + BATCH]]
+        job = _job(template, chunk, context or {}, add_generation_prompt, spans)
+        (result,) = _run([job], template.id, len(chunk))
+        if result.error is not None:
+            index, kind, detail = result.error
+            raise _error(template.id, kind, detail, None if index < 0 else start + index)
+        out += [Rendered(text, list(marks)) for text, marks in zip(result.texts, result.spans, strict=True)]
+    return out
+
+
+def encode(
+    tokenizer: Any,
+    template: Template,
+    conversations: Sequence[list[dict]],
+    *,
+    max_length: int | None = None,
+    assistant_only: bool = True,
+    add_generation_prompt: bool = False,
+) -> list[Encoded]:
+    """Token ids and loss masks, as ``apply_chat_template(..., return_assistant_tokens_mask=True)`` has them.
+
+    ``assistant_only``: only the ``{% generation %}`` text carries loss (the template must mark it); else all.
+    """
+    if assistant_only and not has_generation_markers(template.source):
+        raise TemplateError(
+            f"template {template.id!r} has no {{% generation %}} markers, so the reply tokens cannot be told"
+            " apart; train on all tokens (train_on: all) or pick a preset template, which all have markers"
+        )
+    if not conversations:
+        return []
+    rendered = render_many(
+        template,
+        conversations,
+        special_tokens(tokenizer),
+        add_generation_prompt=add_generation_prompt,
+        spans=assistant_only,
+    )
+    out = tokenizer(
+        [r.text for r in rendered],
+        add_special_tokens=False,  # the template writes them
+        truncation=max_length is not None,
+        max_length=max_length,
+    )
+    encoded = []
+    for i, r in enumerate(rendered):
+        ids = list(out["input_ids"][i])
+        mask = _span_mask(out.encodings[i].offsets, r.spans) if assistant_only else [1] * len(ids)
+        encoded.append(Encoded(ids, mask))
+    return encoded
 
 
 def assistant_mask(
     tokenizer: Any, template: Template, messages: list[dict], *, max_length: int | None = None
 ) -> tuple[list[int], list[int]]:
     """Token ids of one conversation and a 0/1 mask of the tokens that carry loss (the replies)."""
-    if not has_generation_markers(template.source):
-        raise TemplateError(
-            f"template {template.id!r} has no {{% generation %}} markers, so the reply tokens cannot be told"
-            " apart; train on all tokens (train_on: all) or pick a preset template, which all have markers"
-        )
-    # Dry run under the guard first: apply_chat_template itself has no time or size limit.
-    specials = {key: value for key, value in tokenizer.special_tokens_map.items() if isinstance(value, str)}
-    render(template, messages, **specials)
-    try:
-        out = tokenizer.apply_chat_template(
-            messages,
-            chat_template=template.source,
-            tokenize=True,
-            return_dict=True,
-            return_assistant_tokens_mask=True,
-            truncation=max_length is not None,
-            max_length=max_length,
-        )
-    except jinja2.TemplateError as exc:
-        raise TemplateError(f"template {template.id!r}: {exc}") from exc
-    return list(out["input_ids"]), list(out["assistant_masks"])
+    (one,) = encode(tokenizer, template, [messages], max_length=max_length)
+    return one.ids, one.mask
+
+
+def special_tokens(tokenizer: Any) -> dict[str, Any]:
+    """The template variables apply_chat_template adds: the tokenizer's special tokens by name."""
+    return {
+        key: value
+        for key, value in tokenizer.special_tokens_map.items()
+        if isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value))
+    }
+
+
+def _span_mask(offsets: Sequence[tuple[int, int]], spans: list[tuple[int, int]]) -> list[int]:
+    """1 for every token overlapping a span (transformers 5.24 apply_chat_template's rule, so a span cut by
+    truncation keeps its remaining tokens); spans and offsets are both in order, so one pass suffices."""
+    mask = [0] * len(offsets)
+    k = 0
+    for token, (start, end) in enumerate(offsets):
+        while k < len(spans) and start >= spans[k][1]:
+            k += 1
+        if k == len(spans):
+            break
+        if end > spans[k][0]:
+            mask[token] = 1
+    return mask
 
 
 def check(
@@ -159,21 +248,17 @@ def detect(tokenizer: Any) -> str | None:
         own = load("model", tokenizer=tokenizer)
     except TemplateError:
         return None
-    for name in presets.names("templates"):
-        if all(_renders_same(own, load(name), tokenizer, prompt) for prompt in (True, False)):
-            return name
-    return None
-
-
-def _renders_same(a: Template, b: Template, tokenizer: Any, add_generation_prompt: bool) -> bool:
-    messages = _PROBE if add_generation_prompt else _PROBE[:2]
+    names = presets.names("templates")
     tokens = {"bos_token": tokenizer.bos_token or "", "eos_token": tokenizer.eos_token or ""}
-    try:
-        return render(a, messages, add_generation_prompt=add_generation_prompt, **tokens) == render(
-            b, messages, add_generation_prompt=add_generation_prompt, **tokens
-        )
-    except TemplateError:
-        return False
+    jobs = [
+        _job(candidate, [_PROBE if prompt else _PROBE[:2]], tokens, prompt, False)
+        for candidate in (own, *(load(name) for name in names))
+        for prompt in (True, False)
+    ]
+    texts = [r.texts[0] if r.error is None else None for r in _run(jobs, "model", len(jobs))]
+    if None in texts[:2]:
+        return None
+    return next((name for k, name in enumerate(names, 1) if texts[2 * k : 2 * k + 2] == texts[:2]), None)
 
 
 def _missing_token_warnings(template: Template, tokenizer: Any) -> list[str]:
@@ -224,71 +309,48 @@ def _special_meta(name: str) -> dict:
     return {"id": name, "name": label, "system": None, "special_tokens": []}
 
 
-def _compile(template: Template) -> jinja2.Template:
+def _compiles(template: Template) -> None:
+    """Compile the template in a sandbox child, so syntax errors surface when it is picked."""
+    error = _compile_error(template.source)
+    if error is not None:
+        raise _error(template.id, *error)
+
+
+@functools.lru_cache(maxsize=64)
+def _compile_error(source: str) -> tuple[str, str] | None:
+    (result,) = _run([sandbox.Job(source, [])], "template", 0)
+    return None if result.error is None else result.error[1:]
+
+
+def _job(
+    template: Template, conversations: list[list[dict]], context: dict, prompt: bool, spans: bool
+) -> sandbox.Job:
+    size = sum(len(str(m.get("content") or "")) for messages in conversations for m in messages)
+    context = {"tools": None, "documents": None, **context, "add_generation_prompt": prompt}
+    return sandbox.Job(template.source, conversations, context, spans, MAX_OUTPUT_CHARS + 2 * size)
+
+
+def _run(jobs: list[sandbox.Job], name: str, conversations: int) -> list[sandbox.Result]:
+    limit = MAX_RENDER_SECONDS + PER_RECORD_SECONDS * conversations
     try:
-        return _compile_jinja_template(template.source)
-    except jinja2.TemplateSyntaxError as exc:
-        raise TemplateError(
-            f"template {template.id!r} has a Jinja syntax error on line {exc.lineno}: {exc.message}"
-        ) from exc
+        return sandbox.run(jobs, limit)
+    except sandbox.Failed as exc:
+        why = {
+            "timeout": f"took longer than {limit:.1f} s to render; check its loops",
+            "memory": f"needed more than {sandbox.MEMORY_BYTES // 2**20} MB to render; check its loops",
+        }.get(exc.reason, f"stopped the renderer ({exc}); check it")
+        raise TemplateError(f"template {name!r} {why}") from None
+
+
+def _error(name: str, kind: str, detail: str, index: int | None = None) -> TemplateError:
+    message = {
+        "syntax": f"template {name!r} has a Jinja syntax error on {detail}",
+        "refused": f"template {name!r} was refused: {detail}",
+        "raised": f"template {name!r}: {detail}",
+    }.get(kind, f"template {name!r} failed to render: {detail}")
+    return TemplateError(message, index)
 
 
 def _plain_messages(messages: list[dict]) -> list[dict]:
     """Copies without None values, as apply_chat_template passes them (templates test keys with `in`)."""
     return [{key: value for key, value in message.items() if value is not None} for message in messages]
-
-
-class _Abort(Exception):
-    """Raised inside the render thread to stop a template that ran too long."""
-
-
-def _guarded(name: str, generate: Any) -> str:
-    """Run a Jinja generator in a worker thread; stop it at MAX_RENDER_SECONDS or MAX_OUTPUT_CHARS.
-
-    A thread that is merely abandoned would keep spinning, so the worker traces the template's own
-    frames (file "<template>") and raises inside them once the deadline passes; that also stops loops
-    that write nothing. No signals, so it works off the main thread (Gradio handlers, jobs).
-    """
-    deadline = time.monotonic() + MAX_RENDER_SECONDS
-    result: dict[str, Any] = {}
-
-    def stop_when_late(frame: Any, event: str, arg: Any) -> Any:
-        if time.monotonic() > deadline:
-            raise _Abort
-        return stop_when_late
-
-    def tracer(frame: Any, event: str, arg: Any) -> Any:
-        return stop_when_late if frame.f_code.co_filename == "<template>" else None
-
-    def work() -> None:
-        sys.settrace(tracer)
-        try:
-            parts, size = [], 0
-            for part in generate():
-                parts.append(part)
-                size += len(part)
-                if size > MAX_OUTPUT_CHARS:
-                    raise TemplateError(
-                        f"template {name!r} rendered more than {MAX_OUTPUT_CHARS} characters; check its loops"
-                    )
-            result["text"] = "".join(parts)
-        except BaseException as exc:  # handed to the caller's thread below
-            result["error"] = exc
-        finally:
-            sys.settrace(None)
-
-    worker = threading.Thread(target=work, name=f"render-{name}", daemon=True)
-    worker.start()
-    worker.join(MAX_RENDER_SECONDS + 1.0)  # the tracer stops it; the extra second covers a slow C call
-    error = result.get("error")
-    if worker.is_alive() or isinstance(error, _Abort):
-        raise TemplateError(
-            f"template {name!r} took longer than {MAX_RENDER_SECONDS:g} s to render; check its loops"
-        )
-    if isinstance(error, TemplateError):
-        raise error
-    if isinstance(error, jinja2.TemplateError):  # raise_exception(...) and sandbox refusals land here
-        raise TemplateError(f"template {name!r}: {error.message or error}") from error
-    if error is not None:
-        raise TemplateError(f"template {name!r} failed to render: {type(error).__name__}: {error}") from error
-    return result["text"]

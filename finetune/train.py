@@ -9,7 +9,8 @@ What it does, in order:
 3. Loads the model (dtype per device; 4-bit for qlora), resizes embeddings for new tokens, adds LoRA and
    makes the new token rows trainable in the input embedding and the output head.
 4. Trains with TRL's SFTTrainer (sft, text) or transformers' Trainer (classification), writing
-   metrics.jsonl, TensorBoard events under RUN_DIR/tensorboard, and checkpoint-N folders.
+   metrics.jsonl, TensorBoard events under RUN_DIR/tensorboard, and checkpoint-N folders. Conversations reach
+   TRL already tokenized, with their loss mask, by the sandboxed renderer the preview uses (tokenized()).
 5. Saves the model or adapter + tokenizer + trainer_state.json to RUN_DIR/final.
 SIGTERM / Ctrl-C stop at the end of the current step with a checkpoint (state ``stopped``); any exception
 marks the run ``failed`` with a one-line reason and the last log lines. Refused: qlora without a CUDA GPU and
@@ -26,7 +27,19 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from finetune import callbacks, effective, failures, jobs, model, notify, preflight, procs, runs, tokens
+from finetune import (
+    callbacks,
+    effective,
+    failures,
+    jobs,
+    model,
+    notify,
+    preflight,
+    procs,
+    runs,
+    templates,
+    tokens,
+)
 from finetune import resume as resume_mod
 from finetune import status as st
 from finetune.config import Config, dump_yaml
@@ -162,15 +175,36 @@ def build_trainer(
         return _quiet(_classifier_trainer(net, args, checked, [recorder, stopper])), stopper, recorder
     from trl import SFTTrainer
 
+    train, evals = checked.dataset.train, checked.dataset.eval
+    if config.task == "sft":
+        train, evals = tokenized(config, checked, train), evals and tokenized(config, checked, evals)
     trainer = SFTTrainer(
         model=net,
         args=args,
-        train_dataset=checked.dataset.train,
-        eval_dataset=checked.dataset.eval,
+        train_dataset=train,
+        eval_dataset=evals,
         processing_class=checked.tokenizer,
         callbacks=[recorder, stopper],
     )
     return _quiet(trainer), stopper, recorder
+
+
+def tokenized(config: Config, checked: preflight.Checked, ds: Any) -> Any:
+    """Conversations as input_ids (+ assistant_masks) from templates.encode, the sandboxed renderer the page
+    and ``plan`` use: TRL trains on exactly what the preview showed, and never runs the template itself.
+    TRL still builds the labels from the mask, truncates to max_length and drops records left without loss."""
+    assistant_only = config.template.train_on == "assistant"
+
+    def encode(batch: dict[str, list]) -> dict[str, list]:
+        done = templates.encode(
+            checked.tokenizer, checked.template, batch["messages"], assistant_only=assistant_only
+        )
+        out = {"input_ids": [e.ids for e in done]}
+        return out | ({"assistant_masks": [e.mask for e in done]} if assistant_only else {})
+
+    return ds.map(
+        encode, batched=True, batch_size=templates.BATCH, remove_columns=ds.column_names, desc="Tokenizing"
+    )
 
 
 def _quiet(trainer: Any) -> Any:

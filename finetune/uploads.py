@@ -22,7 +22,7 @@ import stat
 import unicodedata
 from pathlib import Path
 
-from finetune.data import FORMATS, DataError
+from finetune.datafiles import FORMATS, DataError, json_array
 
 DEFAULT_MAX_MB = 200  # a fine-tuning table, not a model; TUNEBOARD_MAX_UPLOAD_MB raises or lowers it
 MAX_NAME_BYTES = 120  # of the kept name in UTF-8; with the hash prefix, well under most file systems' 255
@@ -189,7 +189,8 @@ class _TextCheck:
 
 
 def _check_json(path: Path, name: str, fmt: str) -> None:
-    """JSONL: the first record parses. JSON: that too (JSON lines), or else the whole file parses."""
+    """JSONL: the first record parses. JSON: that too (JSON lines), or else the whole file parses, a list
+    element by element (datafiles.json_array: a 200 MB list never sits in memory as Python objects)."""
     if fmt not in ("json", "jsonl"):
         return
     with path.open(encoding="utf-8-sig") as f:
@@ -202,6 +203,10 @@ def _check_json(path: Path, name: str, fmt: str) -> None:
             message = f"{name}: the first line is not JSON ({exc.msg}); write one object per line"
             raise UploadError(message) from None
     try:
-        json.loads(path.read_text(encoding="utf-8-sig"))
+        if first.lstrip().startswith("["):
+            for _ in json_array(path):
+                pass
+        else:
+            json.loads(path.read_text(encoding="utf-8-sig"))
     except json.JSONDecodeError as exc:
         raise UploadError(f"{name}: not valid JSON (line {exc.lineno}: {exc.msg})") from None

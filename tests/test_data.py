@@ -13,7 +13,7 @@ import huggingface_hub.constants
 import pandas as pd
 import pytest
 
-from finetune import data
+from finetune import data, datafiles
 from finetune.config import ColumnMap, DatasetConfig
 from finetune.data import DataError
 
@@ -21,7 +21,7 @@ from finetune.data import DataError
 @pytest.fixture(autouse=True)
 def _private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Each test converts its files afresh, so a stale cache entry can never make it pass.
-    monkeypatch.setattr(data, "CACHE_DIR", tmp_path / "cache")
+    monkeypatch.setenv("TUNEBOARD_HOME", str(tmp_path / "home"))  # its cache: HOME/.cache/datasets
 
 
 def cfg(path: Path | str, **kwargs) -> DatasetConfig:
@@ -67,7 +67,7 @@ def test_bundled_samples_load_and_convert(name: str, task: str, layout: str, at_
 
 
 def test_sample_chat_content() -> None:
-    path = data.DATA_DIR / "sample-chat.jsonl"
+    path = datafiles.DATA_DIR / "sample-chat.jsonl"
     assert path.stat().st_size < 100_000
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
     users = [m["content"] for r in rows for m in r["messages"] if m["role"] == "user"]
@@ -387,7 +387,7 @@ def test_hub_id_offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None
     # Both libraries read the variable at import; patch their copies so nothing can reach the network.
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    assert data.resolve_source(cfg("someorg/somedata")) == ("someorg/somedata", "hub")
+    assert datafiles.resolve_source(cfg("someorg/somedata")) == ("someorg/somedata", "hub")
     err = error_of(cfg("someorg/somedata"))
     assert err.field == "dataset.path"
     assert "Hub dataset 'someorg/somedata'" in err.message and "HF_HUB_OFFLINE" in err.message

@@ -8,7 +8,7 @@ the Hub repo), and the tokenizers are tiny byte-level BPEs trained here in a few
 
 from __future__ import annotations
 
-import threading
+import multiprocessing
 import time
 from pathlib import Path
 
@@ -354,14 +354,13 @@ def test_runaway_custom_template_is_stopped(monkeypatch: pytest.MonkeyPatch):
         custom_source="{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
     )
     started = time.monotonic()
-    with pytest.raises(TemplateError, match="'custom' took longer than 0.3 s"):
+    with pytest.raises(TemplateError, match="'custom' took longer than 0.3 s to render; check its loops"):
         templates.render(spin, CONVERSATIONS["single"])
     assert time.monotonic() - started < 1.5
-    time.sleep(0.05)
-    assert not [t for t in threading.enumerate() if t.name.startswith("render-")]  # stopped, not abandoned
+    assert not [p for p in multiprocessing.active_children() if p.name == "tuneboard-render"]  # killed
 
     huge = templates.load("custom", custom_source="{% for i in range(100000) %}{{ 'x' * 100 }}{% endfor %}")
-    with pytest.raises(TemplateError, match="rendered more than 1000000 characters"):
+    with pytest.raises(TemplateError, match="was refused: it wrote more than 1000\\d+ characters"):
         templates.render(huge, CONVERSATIONS["single"])
 
 

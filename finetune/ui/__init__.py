@@ -93,10 +93,14 @@ def _secret_folders(home: Path) -> list[str]:
     return [str(f) for f in folders if not home.resolve().is_relative_to(f)]  # a home inside stays usable
 
 
-def build(home: Path) -> Any:
-    """The page over the data directory ``home``, and the one supervisor thread that moves its queue."""
-    from finetune import runs, scheduler
+def build(home: Path, *, shared: bool = False) -> Any:
+    """The page over the data directory ``home``, and the one supervisor thread that moves its queue.
+
+    ``shared``: people other than the machine's owner can reach the page (auth.is_shared), so typed paths are
+    limited to the allowed folders (finetune/paths.py).
+    """
+    from finetune import paths, runs, scheduler
     from finetune.ui.page import build as build_page
 
     scheduler.Supervisor.ensure(runs.runs_root(home))
-    return build_page(home)
+    return build_page(home, paths.Access.from_env(home, shared=shared))

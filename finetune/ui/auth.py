@@ -165,6 +165,12 @@ def exposure_warning(host: str, share: bool, login: Login) -> str | None:
     )
 
 
+def is_shared(host: str, share: bool, login: Login, environ: Mapping[str, str] = os.environ) -> bool:
+    """Whether people other than the machine's owner can reach the page: a login (it exists to let others in),
+    a host other than loopback, a gradio.live link, or a Hugging Face Space."""
+    return login.on or share or not is_loopback(host) or environ.get("SYSTEM") == "spaces"
+
+
 def is_loopback(host: str) -> bool:
     import ipaddress
 

@@ -23,6 +23,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from finetune import config as cfg
+from finetune import paths
 from finetune.ui import i18n
 
 UNSET = object()
@@ -148,6 +149,7 @@ class Field:
 class Binder:
     texts: i18n.Texts
     initial: dict[str, Any]  # nested config values the form starts from
+    access: paths.Access = field(default_factory=paths.Access)  # which typed paths the page may open
     fields: dict[str, Field] = field(default_factory=dict)
 
     # -- building
@@ -247,11 +249,15 @@ class Binder:
         return out
 
     def validate(self, values: dict[Any, Any]) -> tuple[cfg.Config | None, list[Problem]]:
+        """The config the form describes, or the problems that stop it (a path the page may not open too):
+        every handler gets its config here, so nothing the page runs opens a path this refuses."""
         raw = self.raw(values)
         try:
-            return cfg.from_dict(raw), []
+            config = cfg.from_dict(raw)
         except cfg.ConfigError as exc:
             return None, self._problems(raw, exc)
+        refused = [Problem(path, message) for path, message in self.access.problems(config)]
+        return (None, refused) if refused else (config, [])
 
     def _problems(self, raw: dict[str, Any], exc: cfg.ConfigError) -> list[Problem]:
         """Structured problems (pydantic type + context) where available, for translated messages."""
@@ -336,7 +342,7 @@ class Binder:
             if f is None:
                 continue
             if name in by_target:
-                message = "⚠ " + "; ".join(by_target[name])
+                message = info_text("⚠ " + "; ".join(by_target[name]))
                 updates[f.error_target] = gr.update(info=message, elem_classes=["tb-field", "tb-invalid"])
             else:
                 help_text = i18n.field_help(lang, f.path) if f.help else ""  # None would mean "unchanged"
@@ -352,6 +358,13 @@ class Binder:
     def label(self, path: str, lang: str) -> str:
         f = self.owner(path)
         return i18n.field_label(lang, f.path) if f else (path or i18n.t(lang, "errors.config"))
+
+
+def info_text(message: str) -> str:
+    """A message (which may quote a column name or a path) safe for a component's help line: gradio 6.31
+    escapes HTML there but turns [text](url) into a live link and **x** / __x__ into bold; an invisible
+    word joiner (U+2060) breaks both and changes nothing visible."""
+    return message.replace("](", "]\u2060(").replace("**", "*\u2060*").replace("__", "_\u2060_")
 
 
 def _plain_ctx(ctx: dict[str, Any] | None) -> dict[str, Any] | None:

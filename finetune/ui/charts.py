@@ -3,21 +3,41 @@
     .venv/bin/pytest tests/ui/test_charts.py -q
 
 Hand-written SVG where gradio's native plots cannot draw it (a histogram with a marker line); everything
-user-supplied is HTML-escaped. Styles live in style.css (classes ``tb-*``).
+user-supplied is HTML-escaped (``esc``), or made literal Markdown text (``md_text``) where a gr.Markdown shows
+it. Styles live in style.css (classes ``tb-*``).
 """
 
 from __future__ import annotations
 
 import html
+import re
+import string
 from typing import Any
 
 import pandas as pd
 
 from finetune.ui.i18n import t
 
+_HTML_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#x27;"}
+_MD_PUNCTUATION = frozenset(string.punctuation) - _HTML_ENTITIES.keys()
+_ASCII_SPACES = re.compile(r"[ \t\r\n\f\v]+")
+
 
 def esc(value: Any) -> str:
     return html.escape(str(value), quote=True)
+
+
+def md_text(value: Any) -> str:
+    """``value`` as literal text inside Markdown: a column name, run id or path shows as typed, not as markup.
+
+    For gr.Markdown (gradio 6.31: marked with GFM, $$ LaTeX, then sanitized HTML). ``& < > " '`` become
+    entities, so no tag survives; every other ASCII punctuation mark gets a backslash (CommonMark allows it on
+    all of them), which stops emphasis, links, images, code, tables, strikethrough and LaTeX, and, with ``:``
+    ``.`` ``@`` escaped, GFM's bare autolinks (http://, www., e-mail). Line breaks become spaces so a value
+    cannot open a block (heading, list, code block); the browser collapses the spaces anyway.
+    """
+    text = _ASCII_SPACES.sub(" ", str(value))
+    return "".join(_HTML_ENTITIES.get(c) or (f"\\{c}" if c in _MD_PUNCTUATION else c) for c in text)
 
 
 def histogram(stats: dict[str, Any], max_length: int, lang: str) -> str:

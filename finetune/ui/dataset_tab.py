@@ -16,7 +16,7 @@ import pandas as pd
 from gradio.utils import get_upload_folder
 
 from finetune import config as cfg
-from finetune import data, uploads
+from finetune import data, datafiles, uploads
 from finetune.ui import charts, i18n, previews
 from finetune.ui.binder import Problem
 from finetune.ui.context import Ctx, merge, problems_of
@@ -32,6 +32,8 @@ TASK_OF_LAYOUT = {
     "classification": "classification",
 }
 LAYOUT_OF_TASK = {"sft": "prompt_completion", "text": "text", "classification": "classification"}
+MAX_COLUMNS = 50  # shown in the preview table
+MAX_CHOICES = 200  # offered in each role dropdown (which also takes a typed column name)
 
 
 def build(ctx: Ctx) -> None:
@@ -48,7 +50,7 @@ def build(ctx: Ctx) -> None:
             with gr.Group(visible=True) as p["builtin_group"]:
                 p["builtin"] = tx.add(
                     gr.Dropdown(
-                        data.builtin_names(), value="sample-chat", label=i18n.t("en", "dataset.builtin")
+                        datafiles.builtin_names(), value="sample-chat", label=i18n.t("en", "dataset.builtin")
                     ),
                     label="dataset.builtin",
                 )
@@ -203,6 +205,8 @@ def load_preview(ctx: Ctx, d: dict, new_path: str | None, fmt: str | None) -> di
             subset=d[b.component("dataset.subset")] or None,
             split=d[b.component("dataset.split")] or "train",
         )
+        if refused := b.access.dataset_problem(source):
+            raise data.DataError("dataset.path", refused)
         pv = previews.dataset_preview(source)
     except data.DataError as exc:
         out[ctx.parts["preview"]] = None
@@ -212,7 +216,7 @@ def load_preview(ctx: Ctx, d: dict, new_path: str | None, fmt: str | None) -> di
     task = d[b.component("task")]
     layout = pv["layout"] or LAYOUT_OF_TASK.get(task, "prompt_completion")
     task = TASK_OF_LAYOUT.get(pv["layout"] or "", task)
-    out[ctx.parts["preview"]] = preview_frame(pv)
+    out[ctx.parts["preview"]] = preview_frame(pv, d[ctx.lang])
     out[b.component("dataset.layout")] = layout
     out[b.component("task")] = task
     for role, update in zip(ROLES, _role_updates(layout, pv, b), strict=False):
@@ -230,11 +234,13 @@ def refresh_preview(ctx: Ctx, d: dict) -> dict:
             subset=d[b.component("dataset.subset")] or None,
             split=d[b.component("dataset.split")] or "train",
         )
+        if b.access.dataset_problem(source):  # the analysis says why, next to the field
+            return {ctx.parts["preview"]: None}
         pv = previews.dataset_preview(source)
     except Exception:  # noqa: BLE001 - the analysis reports data problems next to the fields
         return {ctx.parts["preview"]: None}
-    out: dict[Any, Any] = {ctx.parts["preview"]: preview_frame(pv)}
-    choices = [("—", ""), *[(c, c) for c in pv["columns"]]]
+    out: dict[Any, Any] = {ctx.parts["preview"]: preview_frame(pv, d[ctx.lang])}
+    choices = column_choices(pv)
     layout = d[b.component("dataset.layout")]
     roles = set(data.LAYOUTS.get(layout if layout != "auto" else pv["layout"] or "", {})) or {"messages"}
     for role in ROLES:
@@ -253,7 +259,7 @@ def _role_updates(layout: str, pv: dict | None, b) -> list[Any]:
         if pv is None:
             updates.append(gr.update(visible=role in roles))
             continue
-        choices = [("—", ""), *[(c, c) for c in pv["columns"]]]
+        choices = column_choices(pv)
         updates.append(gr.update(choices=choices, value=pv["mapping"].get(role, ""), visible=role in roles))
     return updates
 
@@ -262,8 +268,8 @@ def _preview_info(ctx: Ctx, d: dict) -> str:
     lang, analysis = d[ctx.lang], d[ctx.analysis] or {}
     if not analysis.get("ok"):
         problems = problems_of(analysis)
-        return i18n.t(lang, "dataset.not_ready", n=len(problems)) if problems else ""
-    return i18n.t(
+        return i18n.t_md(lang, "dataset.not_ready", n=len(problems)) if problems else ""
+    return i18n.t_md(
         lang,
         "dataset.summary",
         records=analysis["records"],
@@ -273,14 +279,26 @@ def _preview_info(ctx: Ctx, d: dict) -> str:
     )
 
 
-def preview_frame(pv: dict[str, Any]) -> pd.DataFrame:
+def preview_frame(pv: dict[str, Any], lang: str) -> Any:
+    """The first rows as a table: the first MAX_COLUMNS columns (a browser tab dies drawing 10,000), with the
+    table's label saying how many more there are."""
+    shown = pv["columns"][:MAX_COLUMNS]
+
     def cell(value: Any) -> str:
         text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
         return text if len(text) <= 160 else text[:160] + "…"
 
-    return pd.DataFrame(
-        [[cell(row.get(c)) for c in pv["columns"]] for row in pv["rows"]], columns=pv["columns"]
+    frame = pd.DataFrame([[cell(row.get(c)) for c in shown] for row in pv["rows"]], columns=shown)
+    hidden = len(pv["columns"]) - len(shown)
+    label = (
+        i18n.t(lang, "dataset.columns_hidden", shown=len(shown), total=len(pv["columns"])) if hidden else None
     )
+    return gr.update(value=frame, label=label, show_label=bool(hidden))
+
+
+def column_choices(pv: dict[str, Any]) -> list[tuple[str, str]]:
+    """Choices for the role dropdowns: the first MAX_CHOICES columns (any other can be typed)."""
+    return [("—", ""), *[(c, c) for c in pv["columns"][:MAX_CHOICES]]]
 
 
 def store_upload(home: Path, uploaded: str) -> str:

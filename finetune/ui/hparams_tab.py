@@ -205,13 +205,7 @@ def wire(ctx: Ctx) -> None:
                     value = _reset_value(f, lib)
                 out[f.component] = f.to_ui(value)
             out[p["lora_group"]] = gr.Group(visible=values.get("method", "lora") != "full")
-            meta = presets.load("hparams", name)
-            out[p["preset_note"]] = i18n.t(
-                d[ctx.lang],
-                "hparams.applied",
-                name=meta.get("name", name),
-                description=meta.get("description", ""),
-            )
+            out[p["preset_note"]] = preset_note(name, d[ctx.lang])
             return out
 
         return fn
@@ -226,6 +220,14 @@ def wire(ctx: Ctx) -> None:
         {ctx.analysis, ctx.lang},
         [p["summary"], p["schedule"], p["memory"]],
         show_progress="hidden",
+    )
+
+
+def preset_note(name: str, lang: str) -> str:
+    """The Markdown line under the preset buttons: which preset was applied and what it is for."""
+    meta = presets.load("hparams", name)
+    return i18n.t_md(
+        lang, "hparams.applied", name=meta.get("name", name), description=meta.get("description", "")
     )
 
 

@@ -61,6 +61,17 @@ def t(lang: str, key: str, **values: Any) -> str:
     return str(text).format(**values) if values else str(text)
 
 
+def t_md(lang: str, key: str, **values: Any) -> str:
+    """``t`` for a gr.Markdown: the locale's own Markdown stays, each value shows as literal text.
+
+    Numbers pass as they are (they carry no markup, and a locale may format them, e.g. ``{n:,}``).
+    """
+    from finetune.ui.charts import md_text  # not at the top: charts imports t from this module
+
+    safe = {k: v if isinstance(v, (int, float)) else md_text(v) for k, v in values.items()}
+    return t(lang, key, **safe)
+
+
 def _field_entry(lang: str, path: str) -> dict[str, Any]:
     return (catalog(lang).get("fields") or {}).get(path) or {}
 

@@ -17,6 +17,7 @@ from typing import Any
 import gradio as gr
 
 from finetune import config as cfg
+from finetune import paths
 from finetune.ui import (
     dataset_tab,
     hparams_tab,
@@ -38,6 +39,10 @@ SECTIONS = [
     ("run", run_tab),
     ("runs", runs_tab),
 ]
+# Gradio's cache (inside HOME) swept every 5 minutes of files older than 15: an upload is moved out at once
+# (finetune/uploads.py), a download copied to the browser at once; one posted to /gradio_api/upload
+# directly, never used, would otherwise stay there for good.
+CACHE_CLEANING = (300, 900)
 # Fields whose own handlers run the analysis after doing more (loading a preview, editing the token table).
 CHAINED = ("dataset.path", "tokens.add")
 
@@ -47,15 +52,18 @@ def initial_config() -> dict[str, Any]:
     return cfg.load(DEMO).model_dump(mode="json")
 
 
-def build(home: Path) -> gr.Blocks:
-    return build_with_ctx(home)[0]
+def build(home: Path, access: paths.Access | None = None) -> gr.Blocks:
+    return build_with_ctx(home, access)[0]
 
 
-def build_with_ctx(home: Path) -> tuple[gr.Blocks, Ctx]:
-    """The page and what its sections share (tests use the binder without a browser)."""
+def build_with_ctx(home: Path, access: paths.Access | None = None) -> tuple[gr.Blocks, Ctx]:
+    """The page and what its sections share (tests use the binder without a browser).
+
+    ``access``: which typed paths the page may open (default: a page only its owner reaches).
+    """
     texts = i18n.Texts()
-    ctx = Ctx(Path(home), texts, Binder(texts, initial_config()))
-    with gr.Blocks(title="Tuneboard") as demo:
+    ctx = Ctx(Path(home), texts, Binder(texts, initial_config(), access or paths.Access()))
+    with gr.Blocks(title="Tuneboard", delete_cache=CACHE_CLEANING) as demo:
         ctx.lang = gr.State(i18n.DEFAULT_LANG)
         ctx.analysis = gr.State({})
         ctx.shown = gr.State([])

@@ -19,9 +19,12 @@ from typing import Any
 from finetune import config as cfg
 from finetune import data, effective, plan, preflight, templates, tokens
 
-_LOCK = threading.RLock()  # builds may nest (detect_template needs checked)
+_LOCK = threading.Lock()  # guards _CACHE and _BUILDING; never held while something is built
 _CACHE: OrderedDict[str, Any] = OrderedDict()
+_BUILDING: dict[str, threading.Lock] = {}  # one build per key at a time; other keys go on meanwhile
 _CACHE_SIZE = 6
+# Builds that read a whole dataset, at once: each one's memory is bounded, so this bounds the server's.
+_READERS = threading.BoundedSemaphore(2)
 _DEVICE: dict[str, Any] = {}
 
 TOKEN_LIKE = re.compile(r"<[^<>\s]{1,40}>|\[[^\[\]\s]{1,40}\]")
@@ -34,26 +37,45 @@ def key_of(config: cfg.Config) -> str:
 
 
 def _cached(key: str, build: Any) -> Any:
+    """``build()``'s value for ``key``, built once: a slow build (a big file) never holds up other keys."""
     with _LOCK:
         if key in _CACHE:
             _CACHE.move_to_end(key)
             return _CACHE[key]
-        value = build()
-        _CACHE[key] = value
-        while len(_CACHE) > _CACHE_SIZE:
-            _CACHE.popitem(last=False)
+        building = _BUILDING.setdefault(key, threading.Lock())
+    with building:
+        with _LOCK:
+            if key in _CACHE:  # built by the thread we waited for
+                return _CACHE[key]
+        try:
+            value = build()
+        except BaseException:
+            with _LOCK:
+                _BUILDING.pop(key, None)
+            raise
+        with _LOCK:
+            _CACHE[key] = value
+            _BUILDING.pop(key, None)
+            while len(_CACHE) > _CACHE_SIZE:
+                _CACHE.popitem(last=False)
         return value
+
+
+def _reading(build: Any) -> Any:
+    with _READERS:
+        return build()
 
 
 def checked(config: cfg.Config) -> preflight.Checked:
     """preflight.run, cached; raises PreflightError like the engine."""
-    return _cached("checked:" + key_of(config), lambda: preflight.run(config))
+    build = lambda: preflight.run(config, sample=plan.SAMPLE)  # noqa: E731
+    return _cached("checked:" + key_of(config), lambda: _reading(build))
 
 
 def dataset_preview(dataset: cfg.DatasetConfig, rows: int = 20) -> dict[str, Any]:
     """data.preview (columns, first rows, detected layout and mapping); raises DataError."""
     key = "preview:" + dataset.model_dump_json()
-    return _cached(key, lambda: data.preview(dataset, rows))
+    return _cached(key, lambda: _reading(lambda: data.preview(dataset, rows)))
 
 
 # ---------------------------------------------------------------- the analysis
@@ -71,7 +93,7 @@ def analyze(config: cfg.Config) -> dict[str, Any]:
 
 def _analyze(config: cfg.Config) -> dict[str, Any]:
     ch = checked(config)
-    report = plan.report(config)
+    report = plan.report(config, ch)
     device = report["device"]
     _DEVICE["device"] = device
     fam = ch.family or {}
@@ -129,7 +151,10 @@ def missing_template_tokens(ch: preflight.Checked) -> list[str]:
 
 
 def render_record(config: cfg.Config, index: int) -> dict[str, Any]:
-    """One training record as the model sees it: token pieces with ids, loss mask and special flags."""
+    """One training record as the model sees it: token pieces with ids, loss mask and special flags.
+
+    Only the start of a long record is tokenized (preflight.char_budget): what fits in max_length.
+    """
     ch = checked(config)
     train = ch.dataset.train
     if not len(train):
@@ -138,17 +163,17 @@ def render_record(config: cfg.Config, index: int) -> dict[str, Any]:
     record = train[index]
     tok = ch.tokenizer
     max_length = config.dataset.max_length
+    budget = preflight.char_budget(max_length)
     if config.task == "sft":
-        if ch.template is not None and templates.has_generation_markers(ch.template.source):
-            ids, mask = templates.assistant_mask(tok, ch.template, record["messages"], max_length=max_length)
-        else:
-            out = tok.apply_chat_template(record["messages"], tokenize=True, return_dict=True)
-            ids = list(out["input_ids"])[:max_length]
-            mask = [1] * len(ids)
-        if config.template.train_on == "all":
-            mask = [1] * len(ids)
+        messages, _ = preflight.clip_messages(record["messages"], budget)
+        assistant_only = config.template.train_on == "assistant"  # preflight refused it without markers
+        (encoded,) = templates.encode(
+            tok, ch.template, [messages], max_length=max_length, assistant_only=assistant_only
+        )
+        ids, mask = encoded.ids, encoded.mask
     else:
-        ids = tok(record["text"], truncation=True, max_length=max_length)["input_ids"]
+        text, _ = preflight.clip_text(record["text"], budget)
+        ids = tok(text, truncation=True, max_length=max_length)["input_ids"]
         mask = [1] * len(ids) if config.task == "text" else [0] * len(ids)
     return {
         "index": index,
@@ -198,12 +223,13 @@ def scan_token_like(config: cfg.Config, limit: int = 5000) -> list[dict[str, Any
     """Strings like ``<name>`` or ``[TAG]`` in the records: how often, and whether the vocabulary has them."""
     ch = checked(config)
     ds = ch.dataset.train
+    budget = preflight.char_budget(config.dataset.max_length)
     counts: Counter[str] = Counter()
     for record in ds.select(range(min(limit, len(ds)))):
         if "messages" in record:
-            text = "\n".join(str(m.get("content") or "") for m in record["messages"])
+            text = "\n".join(str(m.get("content") or "")[:budget] for m in record["messages"])
         else:
-            text = str(record.get("text") or "")
+            text = str(record.get("text") or "")[:budget]
         counts.update(TOKEN_LIKE.findall(text))
     missing = set(tokens.missing_from_vocab(ch.tokenizer, list(counts)))
     return [{"token": tok, "count": n, "missing": tok in missing} for tok, n in counts.most_common(100)]

@@ -13,7 +13,6 @@ from the run directory. Start queues when every slot is busy; the queue is share
 from __future__ import annotations
 
 import shlex
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from finetune import status as st
 from finetune.config import dump_yaml
 from finetune.ui import charts, i18n
 from finetune.ui.context import Ctx, config_from, engine_problems, merge
+from finetune.ui.downloads import download_file
 
 LOG_LINES = 300
 IDLE_TICK = 3.0  # seconds between checks while the run on screen is not moving
@@ -386,9 +386,9 @@ def config_view(ctx: Ctx, follow: dict | None, lang: str, d: dict | None) -> tup
         cli = shlex.join(
             ["python", "-m", "finetune", "train", str(run_dir / "config.yaml"), "--run-dir", str(run_dir)]
         )
-        note = i18n.t(lang, "run.config_of_run", run=run_id)
+        note = i18n.t_md(lang, "run.config_of_run", run=run_id)
         yaml_text = (run_dir / "config.yaml").read_text(encoding="utf-8")
-        return note, cli, download_file(run_id, yaml_text), text or i18n.t(lang, "run.effective_pending")
+        return note, cli, download_file(yaml_text), text or i18n.t(lang, "run.effective_pending")
     if d is None:
         return gr.skip(), gr.skip(), gr.skip(), gr.skip()
     config = config_from(d, ctx.binder)
@@ -400,13 +400,4 @@ def config_view(ctx: Ctx, follow: dict | None, lang: str, d: dict | None) -> tup
     except Exception:  # noqa: BLE001 - invalid trainer arguments: the banner already says why
         text = ""
     cli = "python -m finetune train config.yaml"
-    return i18n.t(lang, "run.config_of_form"), cli, download_file("form", config.to_yaml()), text
-
-
-def download_file(name: str, text: str) -> str:
-    """config.yaml in the system temp dir (where gradio may serve files from; allowed_paths stays empty)."""
-    folder = Path(tempfile.gettempdir()) / "tuneboard-downloads" / name
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "config.yaml"
-    path.write_text(text, encoding="utf-8")
-    return str(path)
+    return i18n.t(lang, "run.config_of_form"), cli, download_file(config.to_yaml()), text

@@ -100,7 +100,7 @@ def table(root: Path, lang: str) -> tuple[pd.DataFrame, str, list[str]]:
     ]
     return (
         pd.DataFrame(data, columns=heads),
-        i18n.t(lang, "runs.count", n=len(listed)),
+        i18n.t_md(lang, "runs.count", n=len(listed)),  # a gr.Markdown
         [r.id for r in listed],
     )
 

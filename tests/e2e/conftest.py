@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -43,8 +44,13 @@ def app_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("tuneboard-home")
 
 
-def start_app(home: Path, log: Path, port: int | None = None, **extra: str) -> tuple[subprocess.Popen, str]:
-    """``python app.py --port N`` over the data directory ``home``, as a user would; returns (proc, url)."""
+def start_app(
+    home: Path, log: Path, port: int | None = None, cwd: Path = ROOT, **extra: str
+) -> tuple[subprocess.Popen, str]:
+    """``python app.py --port N`` over the data directory ``home``, as a user would; returns (proc, url).
+
+    ``cwd``: the checkout whose app.py runs (bench/bench_memory.py runs another one beside this).
+    """
     port = port or free_port()
     env = os.environ | {
         "TUNEBOARD_HOME": str(home),
@@ -57,7 +63,7 @@ def start_app(home: Path, log: Path, port: int | None = None, **extra: str) -> t
     with log.open("a") as out:
         proc = subprocess.Popen(
             [sys.executable, "app.py", "--port", str(port)],
-            cwd=ROOT,
+            cwd=cwd,
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -66,6 +72,42 @@ def start_app(home: Path, log: Path, port: int | None = None, **extra: str) -> t
     url = f"http://127.0.0.1:{port}/"
     wait_until_up(url, proc, log)
     return proc, url
+
+
+class ConfigWatch:
+    """A second client fetching ``/config`` every 0.1 s while a test (or the bench) makes the app work.
+
+    ``slowest``: its longest wait in seconds; ``answers``: how many it got. ``login``: (user, password).
+    """
+
+    def __init__(self, url: str, login: tuple[str, str] | None = None, timeout: float = 60.0):
+        import httpx
+
+        self.client = httpx.Client(base_url=url, timeout=timeout)
+        if login:
+            form = {"username": login[0], "password": login[1]}
+            assert self.client.post("/login", data=form).status_code == 200
+        self.slowest, self.answers, self.stop = 0.0, 0, threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            started = time.monotonic()
+            try:
+                self.answers += self.client.get("/config").status_code == 200
+            except Exception:  # noqa: BLE001 - a timeout counts as the slowest answer
+                pass
+            self.slowest = max(self.slowest, time.monotonic() - started)
+            time.sleep(0.1)
+
+    def __enter__(self) -> ConfigWatch:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(self.client.timeout.read or 60)
+        self.client.close()
 
 
 def stop_app(proc: subprocess.Popen) -> None:
