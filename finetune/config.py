@@ -251,6 +251,17 @@ FORBIDDEN_TRAINING = {
 }
 
 
+# The sections a task has no use for: a classification head reads the text as it is (no prompt format) and
+# learns no new tokens; plain text needs no prompt format. The page keeps such fields as the user set them
+# but leaves them out of the config while that task is chosen; a config file that sets tokens.add for
+# classification is refused (_combinations), since it would mean nothing.
+UNUSED_BY_TASK: dict[str, tuple[str, ...]] = {
+    "sft": (),
+    "text": ("template",),
+    "classification": ("template", "tokens.add", "tokens.special", "tokens.init"),
+}
+
+
 class Config(Section):
     preset: str | None = Field(
         None, description="Hyperparameter preset id (presets/hparams) used as defaults."
@@ -282,7 +293,8 @@ class Config(Section):
                 "set training.weight_decay: 0 or use method: full",
             )
         if self.task == "classification" and self.tokens.add:
-            raise FieldProblem("tokens.add", "for generative tasks (sft, text); remove it for classification")
+            problem = "new tokens are for generative tasks (sft, text); remove them for classification"
+            raise FieldProblem("tokens.add", problem)
         return self
 
     def source(self, path: str) -> str:

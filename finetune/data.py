@@ -90,14 +90,26 @@ def detect_layout(column_names: list[str], prefer: tuple[str, ...] = ()) -> tupl
         roles = _match(column_names, LAYOUTS[layout])
         if all(role in roles for role in REQUIRED[layout]):
             return layout, ColumnMap(**roles)
-    if len(column_names) == 1:
+    if len(column_names) == 1 and not _looks_unsplit(column_names[0]):
         return "text", ColumnMap(text=column_names[0])
+    if len(column_names) == 1:
+        raise DataError(
+            "dataset.path",
+            f"the file has one column, named {column_names[0]!r}: its header holds a separator, so the file "
+            "was not split into columns; save it as CSV with commas (or TSV), or set dataset.format",
+        )
     raise DataError(
         "dataset.layout",
         f"cannot tell how records are laid out from the columns {', '.join(column_names)}; expected "
         "messages, instruction/input/output, prompt/completion or text (+ label); set dataset.layout and "
         "dataset.columns",
+        todo=True,
     )
+
+
+def _looks_unsplit(name: str) -> bool:
+    """A lone column whose name holds a separator: a table read with the wrong one."""
+    return any(separator in name for separator in ";\t|")
 
 
 def resolve_layout(
@@ -136,12 +148,16 @@ def resolve_layout(
             return layout, ColumnMap(**roles)
     layout = candidates[0]
     roles = _with_detected(column_names, layout, explicit)
-    role = next(r for r in REQUIRED[layout] if r not in roles)
-    raise DataError(
-        f"dataset.columns.{role}",
-        f"layout {layout} needs a {role} column and none of the columns ({', '.join(column_names)}) is named "
-        f"{' or '.join(LAYOUTS[layout][role])}; set dataset.columns.{role}",
-    )
+    missing = [
+        (
+            f"dataset.columns.{role}",
+            f"layout {layout} needs a {role} column and none of the columns ({', '.join(column_names)}) is "
+            f"named {' or '.join(LAYOUTS[layout][role])}; set dataset.columns.{role}",
+        )
+        for role in REQUIRED[layout]
+        if role not in roles
+    ]
+    raise DataError(*missing[0], more=missing[1:], todo=True)  # every column left to map, at once
 
 
 def _with_detected(column_names: list[str], layout: str, explicit: dict[str, str]) -> dict[str, str]:

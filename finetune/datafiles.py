@@ -11,6 +11,7 @@ converts them). Files are read a piece at a time, so a big one never sits in mem
 from __future__ import annotations
 
 import codecs
+import csv
 import hashlib
 import json
 import os
@@ -44,12 +45,19 @@ CSV_OPTIONS = {"encoding": "utf-8-sig", "keep_default_na": False, "na_values": [
 
 
 class DataError(ValueError):
-    """A dataset problem: ``field`` is the config path (``dataset.columns.label``); ``message``, the fix."""
+    """A dataset problem: ``field`` is the config path (``dataset.columns.label``); ``message``, the fix.
 
-    def __init__(self, field: str, message: str):
-        self.field = field
-        self.message = message
-        super().__init__(f"{field}: {message}")
+    ``more``: further (field, message) problems found at the same time, so all are shown at once.
+    ``todo``: a choice the user has not made yet (which column is the prompt), rather than a mistake.
+    """
+
+    def __init__(self, field: str, message: str, *, more: tuple = (), todo: bool = False):
+        self.field, self.message, self.more, self.todo = field, message, tuple(more), todo
+        super().__init__("; ".join(f"{f}: {m}" for f, m in self.problems))
+
+    @property
+    def problems(self) -> list[tuple[str, str]]:
+        return [(self.field, self.message), *self.more]
 
 
 def builtin_names() -> list[str]:
@@ -144,7 +152,7 @@ def _load_file(path: Path, fmt: str) -> datasets.Dataset:
 
 def _load_with_datasets(path: Path, fmt: str) -> datasets.Dataset:
     builder, options = {
-        "csv": ("csv", CSV_OPTIONS),
+        "csv": ("csv", {**CSV_OPTIONS, "delimiter": csv_delimiter(path)}),
         "tsv": ("csv", {**CSV_OPTIONS, "delimiter": "\t"}),
         "jsonl": ("json", {}),
         "parquet": ("parquet", {}),
@@ -163,6 +171,24 @@ def _load_with_datasets(path: Path, fmt: str) -> datasets.Dataset:
             "or remove the separator at the end of each row",
         )
     return ds
+
+
+DELIMITERS = ",;\t|"  # Excel writes ';' where the decimal mark is a comma (much of Europe)
+
+
+def csv_delimiter(path: Path, probe: int = 64 * 1024) -> str:
+    """The separator of a .csv file: ',' unless its header and first rows split evenly on another one."""
+    with path.open(encoding="utf-8-sig", errors="replace", newline="") as f:
+        sample = f.read(probe)
+    lines = sample.splitlines()[:20]
+    if len(lines) > 1 and not sample.endswith(("\n", "\r")) and len(sample) == probe:
+        lines = lines[:-1]  # the last line may be cut off
+    try:
+        found = csv.Sniffer().sniff("\n".join(lines), delimiters=DELIMITERS).delimiter
+    except csv.Error:
+        return ","
+    header = lines[0] if lines else ""
+    return found if header.count(found) > header.count(",") else ","
 
 
 def cache_dir() -> Path:

@@ -49,6 +49,7 @@ def training_kwargs(config: Config, *, cuda: bool, bf16_ok: bool, has_eval: bool
         kw[name] = Value(f"training.{name}", value, f"tuneboard: {why}")
 
     _precision(config, kw, derive, cuda=cuda, bf16_ok=bf16_ok)
+    _checkpointing_names(config, kw)
     if "warmup_ratio" in kw:
         ratio = kw.pop("warmup_ratio")
         if "warmup_steps" not in kw:  # transformers 5 reads a warmup_steps below 1 as a ratio
@@ -101,6 +102,34 @@ def _precision(config: Config, kw: dict[str, Value], derive, *, cuda: bool, bf16
         derive("tf32", bf16_ok, "auto: on for Ampere and newer GPUs")
 
 
+# transformers 5 renamed these and warns on the old names (TRL 1.16's SFTConfig sets the old one by default),
+# so the library always gets the new name; configs keep the seed's name, training.gradient_checkpointing.
+RENAMED = {
+    "gradient_checkpointing": "activation_checkpointing",
+    "gradient_checkpointing_kwargs": "activation_checkpointing_kwargs",
+}
+
+
+def _checkpointing_names(config: Config, kw: dict[str, Value]) -> None:
+    for old, new in RENAMED.items():
+        if old in kw and new in kw:
+            problem = f"training.{new} is set too; keep one (they are the same setting)"
+            raise ConfigError([(f"training.{old}", problem)])
+        if old in kw:
+            given = kw.pop(old)
+            kw[new] = Value(f"training.{new}", given.value, f"{given.source} (as training.{old})")
+        elif new not in kw:
+            default = _field_default(args_class(config), old)
+            if default is not None:
+                source = f"library: {args_class(config).__name__} default (its {old})"
+                kw[new] = Value(f"training.{new}", default, source)
+
+
+def _field_default(cls: type, name: str) -> Any:
+    found = next((f for f in dataclasses.fields(cls) if f.name == name), None)
+    return None if found is None or found.default is dataclasses.MISSING else found.default
+
+
 def training_args(config: Config, run_dir: str, *, cuda: bool, bf16_ok: bool, has_eval: bool) -> Any:
     kw = training_kwargs(config, cuda=cuda, bf16_ok=bf16_ok, has_eval=has_eval)
     values = {name: v.value for name, v in kw.items()}
@@ -128,6 +157,8 @@ def effective(
             continue
         value = _plain(getattr(args, f.name))
         source = kw[f.name].source if f.name in kw else f"library: {library} default"
+        if f.name in RENAMED:  # the library mirrors the new name into the old one
+            source = f"the same as training.{RENAMED[f.name]}"
         if f.name == "output_dir":
             source = "tuneboard: the run directory"
         rows.append(Value(f"training.{f.name}", value, source))

@@ -3,8 +3,11 @@
     python -m finetune plan presets/demo.yaml --training.num_train_epochs 3
 
 The arithmetic follows transformers' Trainer: an epoch is ceil(records / (batch x devices)) micro-batches;
-the optimizer updates once per ``gradient_accumulation_steps`` micro-batches. 10,000 records at batch 2 for
-3 epochs is 15,000 micro-batches; with gradient_accumulation_steps 2 that is 7,500 optimizer updates.
+the optimizer updates once per ``gradient_accumulation_steps`` micro-batches, and once more for what is left
+at the end of an epoch; a fractional number of epochs is rounded up to whole updates. 10,000 records at
+batch 2 for 3 epochs is 15,000 micro-batches; with gradient_accumulation_steps 2 that is 7,500 optimizer
+updates. 120 records at batch 7, accumulation 4, 2.5 epochs: 18 micro-batches an epoch (the last holds 1
+record), 5 updates an epoch (the last sums 2 micro-batches), 2.5 x 5 = 12.5 -> 13 updates.
 """
 
 from __future__ import annotations
@@ -29,6 +32,11 @@ class Steps:
     optimizer_steps: int
     warmup_steps: int
     checkpoints: int
+    # Where the Trainer rounds up (see :func:`rounding`): an epoch's last micro-batch and last update may be
+    # short, and epochs x updates per epoch is rounded up to whole updates.
+    last_micro_batch: int  # records in an epoch's last micro-batch (= batch x devices when it is full)
+    last_update: int  # micro-batches in an epoch's last update (= grad_accum when it is full)
+    epochs_run: float  # epochs of data the optimizer steps really cover
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -47,14 +55,13 @@ def steps(
     save_steps: float = 500,
 ) -> Steps:
     """Step arithmetic of one run. ``warmup`` below 1 is a ratio of the optimizer steps (transformers 5)."""
-    micro_per_epoch = max(math.ceil(records / (batch_size * devices)), 1) if records else 0
+    per_micro = batch_size * devices
+    micro_per_epoch = max(math.ceil(records / per_micro), 1) if records else 0
     updates_per_epoch = max(math.ceil(micro_per_epoch / grad_accum), 1) if micro_per_epoch else 0
-    if max_steps > 0:
-        total = max_steps
-        micro = max_steps * grad_accum
-    else:
-        total = math.ceil(epochs * updates_per_epoch)
-        micro = math.ceil(epochs * micro_per_epoch)
+    total = max_steps if max_steps > 0 else math.ceil(epochs * updates_per_epoch)
+    # The Trainer runs whole epochs, then stops part-way through the next one after ``rest`` updates.
+    whole, rest = divmod(total, updates_per_epoch) if updates_per_epoch else (0, 0)
+    micro = whole * micro_per_epoch + rest * grad_accum
     warm = math.ceil(warmup * total) if warmup < 1 else int(warmup)
     return Steps(
         records=records,
@@ -70,7 +77,28 @@ def steps(
         optimizer_steps=total,
         warmup_steps=min(warm, total),
         checkpoints=_checkpoints(total, updates_per_epoch, save_strategy, save_steps),
+        last_micro_batch=records - (micro_per_epoch - 1) * per_micro if records else 0,
+        last_update=micro_per_epoch - (updates_per_epoch - 1) * grad_accum if micro_per_epoch else 0,
+        epochs_run=round(micro / micro_per_epoch, 2) if micro_per_epoch else 0.0,
     )
+
+
+def rounding(s: Steps) -> dict[str, Any]:
+    """Where the step arithmetic rounds up, for the page and the plan to show (a key only where it does).
+
+    ``micro``: records / (batch x devices) as a decimal; ``updates``: micro-batches / accumulation; ``total``:
+    epochs x updates per epoch (epoch-based runs only). A person dividing 45 micro-batches by 4 expects 11
+    updates; the Trainer makes 13, and these say why.
+    """
+    out: dict[str, Any] = {}
+    if s.records and s.last_micro_batch != s.batch_size * s.devices:
+        out["micro"] = s.records / (s.batch_size * s.devices)
+    if s.micro_batches_per_epoch and s.last_update != s.grad_accum:
+        out["updates"] = s.micro_batches_per_epoch / s.grad_accum
+    exact = s.epochs * s.updates_per_epoch
+    if s.max_steps <= 0 and s.updates_per_epoch and exact != s.optimizer_steps:
+        out["total"] = exact
+    return out
 
 
 def _checkpoints(total: int, per_epoch: int, strategy: str, every: float) -> int:
@@ -151,10 +179,8 @@ def report(config: Any, checked: Any = None) -> dict[str, Any]:
     stats = data.length_stats(lengths, config.dataset.max_length) if lengths else {}
     warnings = list(checked.warnings)
     if stats.get("over_max"):
-        warnings.append(
-            f"{stats['over_max']} of {stats['count']} records are longer than dataset.max_length "
-            f"({config.dataset.max_length}) and will be truncated (longest: {stats['max']} tokens)"
-        )
+        stats["truncation"] = truncation(stats, config.dataset.max_length, config.task)
+        warnings.append(truncation_message(stats["truncation"]))
     if config.training.push_to_hub and not _has_token():
         warnings.append("training.push_to_hub is on but HF_TOKEN is not set in the environment")
     return {
@@ -174,6 +200,93 @@ def report(config: Any, checked: Any = None) -> dict[str, Any]:
         "memory": _memory(config, device, args, checked),
         "warnings": warnings,
     }
+
+
+def decimal(x: float) -> str:
+    """17.142857 -> '17.14', 4.5 -> '4.5', 12000.0 -> '12,000': a quotient as a person would write it."""
+    return f"{x:,.2f}".rstrip("0").rstrip(".")
+
+
+def steps_lines(s: Steps) -> list[str]:
+    """The step arithmetic in three lines, each rounding the Trainer does written out where it happens."""
+    r = rounding(s)
+    micro = f"{s.micro_batches_per_epoch:,} micro-batches per epoch"
+    if "micro" in r:
+        micro = f"{decimal(r['micro'])}, rounded up: {micro} (the last holds only {s.last_micro_batch})"
+    updates = f"{s.updates_per_epoch:,} updates per epoch"
+    if "updates" in r:
+        updates = (
+            f"{s.micro_batches_per_epoch:,} / {s.grad_accum} = {decimal(r['updates'])}, rounded up: "
+            f"{updates} (the last sums only {s.last_update})"
+        )
+    covers = f"{s.micro_batches:,} micro-batches, {decimal(s.epochs_run)} epochs of data"
+    if s.max_steps > 0:
+        total = f"max_steps {s.max_steps}: {s.optimizer_steps:,} optimizer steps ({covers})"
+    elif "total" in r:
+        total = (
+            f"x {s.epochs:g} epochs = {decimal(r['total'])}, rounded up: "
+            f"{s.optimizer_steps:,} optimizer steps ({covers})"
+        )
+    else:
+        total = f"x {s.epochs:g} epochs = {s.optimizer_steps:,} optimizer steps ({covers})"
+    return [
+        f"  {s.records:,} records / (batch {s.batch_size} x {s.devices} device) = {micro}",
+        f"  gradient_accumulation_steps {s.grad_accum}: effective batch {s.effective_batch}; {updates}",
+        f"  {total}",
+    ]
+
+
+MAX_SUGGESTED_LENGTH = 32768  # beyond this, raising max_length is no fix: the records are the problem
+
+
+def truncation(stats: dict[str, Any], max_length: int, task: str) -> dict[str, Any]:
+    """What cutting the records over max_length does, as data for the page and the plan: counts from the same
+    length statistics section 1 draws, the task (the effect differs) and a max_length that fits them all."""
+    suggest = math.ceil(stats["max"] / 64) * 64
+    return {
+        "over": stats["over_max"],
+        "count": stats["count"],
+        "max_length": max_length,
+        "longest": stats["max"],
+        "task": task,
+        "suggest": suggest if suggest <= MAX_SUGGESTED_LENGTH else None,
+    }
+
+
+_TRUNCATION_EFFECT = {
+    "sft": "a cut reply loses its end and its end-of-turn token, so the model learns replies that never stop",
+    "text": "a cut text loses its end and its end-of-text token, so the model learns texts that never end",
+    "classification": "the model sees only the start of those texts when it learns their labels",
+}
+
+
+def truncation_message(t: dict[str, Any]) -> str:
+    suggest = t["suggest"]
+    fix = (
+        f"raise dataset.max_length to {suggest} (fits every record; memory grows with it) or "
+        if suggest
+        else ""
+    )
+    return (
+        f"{t['over']} of {t['count']} records are longer than dataset.max_length ({t['max_length']}) and "
+        f"will be truncated (longest: {t['longest']} tokens): {_TRUNCATION_EFFECT[t['task']]}; {fix}remove "
+        "the long records from the data"
+    )
+
+
+def model_family(model_config: Any) -> dict[str, Any] | None:
+    """The model-family preset a run of this model uses (by name, else by the model_type in its config);
+    None if unknown or unreadable. Reads config.json only, never weights: the page asks on a model change."""
+    from finetune import model
+
+    found = model.family(model_config)
+    if found is not None:
+        return found
+    try:
+        model_type = getattr(model.load_config(model_config), "model_type", None)
+    except Exception:  # noqa: BLE001 - an unreadable model: preflight says why, next to the field
+        return None
+    return model.family(model_config, model_type)
 
 
 def _has_token() -> bool:
@@ -249,12 +362,7 @@ def format_report(rep: dict[str, Any]) -> str:
         f"  template: {rep['template']}; new tokens: {rep['new_tokens'] or 'none'}",
         "",
         "== Steps",
-        f"  {s.records:,} records / (batch {s.batch_size} x {s.devices} device) = "
-        f"{s.micro_batches_per_epoch:,} micro-batches per epoch",
-        f"  x {s.epochs:g} epochs = {s.micro_batches:,} micro-batches"
-        + (f" (max_steps {s.max_steps})" if s.max_steps > 0 else ""),
-        f"  gradient_accumulation_steps {s.grad_accum}: effective batch {s.effective_batch}, "
-        f"{s.optimizer_steps:,} optimizer steps ({s.updates_per_epoch:,} per epoch)",
+        *steps_lines(s),
         f"  warmup {s.warmup_steps:,} steps; {s.checkpoints} checkpoints",
     ]
     mem, dev = rep["memory"], rep["device"]

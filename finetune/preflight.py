@@ -17,12 +17,18 @@ from finetune.config import Config
 
 
 class PreflightError(ValueError):
-    """Wraps the engine's own errors so callers catch one type; ``field`` is the config path."""
+    """Wraps the engine's own errors so callers catch one type; ``field`` is the config path.
 
-    def __init__(self, field: str, message: str):
-        self.field = field
-        self.message = message
-        super().__init__(f"{field}: {message}" if field else message)
+    ``more`` and ``todo`` as in data.DataError: other problems found at once; a choice not made yet.
+    """
+
+    def __init__(self, field: str, message: str, *, more: tuple = (), todo: bool = False):
+        self.field, self.message, self.more, self.todo = field, message, tuple(more), todo
+        super().__init__("; ".join(f"{f}: {m}" if f else m for f, m in self.problems))
+
+    @property
+    def problems(self) -> list[tuple[str, str]]:
+        return [(self.field, self.message), *self.more]
 
 
 @dataclass
@@ -52,7 +58,9 @@ def run(config: Config, sample: int | None = None) -> Checked:
     """
     try:
         return _run(config, sample)
-    except (data.DataError, model.ModelError, tokens.TokenError) as exc:
+    except data.DataError as exc:
+        raise PreflightError(exc.field, exc.message, more=exc.more, todo=exc.todo) from None
+    except (model.ModelError, tokens.TokenError) as exc:
         raise PreflightError(exc.field, str(exc).removeprefix(f"{exc.field}: ")) from None
     except templates.TemplateError as exc:
         raise PreflightError("template.name", str(exc)) from None
@@ -83,7 +91,33 @@ def _run(config: Config, sample: int | None) -> Checked:
         checked.template = choose_template(config, tokenizer, fam)
         tokenizer.chat_template = checked.template.source
         _check_template(checked)
+    checked.warnings += [
+        f"tokens.add: {token!r} appears in none of the first {UNUSED_SCAN:,} records (nor in the template), "
+        "so its new embedding row would learn nothing; remove it, or check that this is the right data"
+        for token in unused_tokens(checked)
+    ]
     return checked
+
+
+UNUSED_SCAN = 5000  # records searched for each new token (plan.SAMPLE: what a preview keeps)
+
+
+def unused_tokens(checked: Checked) -> list[str]:
+    """The tokens of tokens.add that the first UNUSED_SCAN records never contain and the template never
+    writes (a template's own markers, such as <|im_start|>, are used even when no record holds them)."""
+    source = checked.template.source if checked.template else ""
+    left = [t for t in checked.config.tokens.add if t not in source]
+    ds = checked.dataset.train
+    budget = char_budget(checked.config.dataset.max_length)
+    for record in ds.select(range(min(UNUSED_SCAN, len(ds)))) if left else ():
+        if "messages" in record:
+            text = "\n".join(str(m.get("content") or "")[:budget] for m in record["messages"])
+        else:
+            text = str(record.get("text") or "")[:budget]
+        left = [t for t in left if t not in text]
+        if not left:
+            break
+    return left
 
 
 def choose_template(config: Config, tokenizer: Any, fam: dict[str, Any] | None) -> templates.Template:

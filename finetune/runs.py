@@ -35,8 +35,19 @@ def runs_root(home: str | Path) -> Path:
 # ---------------------------------------------------------------- status
 
 
-def progress(status: dict[str, Any], now: datetime | None = None) -> dict[str, Any]:
-    """Fraction done, training seconds so far (all attempts) and an ETA from the current attempt's pace."""
+ETA_WINDOW = 10  # logged steps the ETA's pace is measured over: recent enough to follow a change of speed
+
+
+def progress(
+    status: dict[str, Any], now: datetime | None = None, rows: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """Fraction done, training seconds so far (all attempts) and an approximate ETA.
+
+    The ETA follows the pace of the last ETA_WINDOW logged steps in ``rows`` (metrics.jsonl), counted down
+    since the last of them: a run's first steps are often faster or slower than the rest (warm-up, caches,
+    the page starting other work), so the pace since the start misleads. Without two logged steps yet it
+    falls back to the current attempt's pace since it started.
+    """
     now = now or datetime.now(UTC)
     started = parse_time(status.get("attempt_started_at") or status.get("started_at"))
     ended = parse_time(status.get("ended_at")) if not is_live(status) else None
@@ -45,11 +56,31 @@ def progress(status: dict[str, Any], now: datetime | None = None) -> dict[str, A
     elapsed = None if this_attempt is None else before + max(this_attempt, 0.0)
     step, total = status.get("step") or 0, status.get("max_steps") or 0
     fraction = min(step / total, 1.0) if total else 0.0
-    done_now = step - (status.get("attempt_start_step") or 0)
+    first = status.get("attempt_start_step") or 0
     eta = None
-    if this_attempt and done_now > 0 and total and is_live(status):
-        eta = this_attempt / done_now * (total - step)
+    if total and is_live(status):
+        pace = recent_pace(rows or [], first)
+        if pace is not None:
+            updated = parse_time(status.get("updated_at"))
+            since = (now - updated).total_seconds() if updated else 0.0
+            eta = max(pace * (total - step) - max(since, 0.0), 0.0)
+        elif this_attempt and step > first:
+            eta = this_attempt / (step - first) * (total - step)
     return {"step": step, "max_steps": total, "fraction": fraction, "elapsed": elapsed, "eta": eta}
+
+
+def recent_pace(rows: list[dict[str, Any]], after_step: int = 0, window: int = ETA_WINDOW) -> float | None:
+    """Seconds per optimizer step over the last ``window`` logged steps after ``after_step`` (the current
+    attempt), from metrics rows' ``step`` and ``elapsed``; None with fewer than two such steps."""
+    points: dict[int, float] = {}
+    for row in rows:
+        step, seconds = row.get("step"), row.get("elapsed")
+        if isinstance(step, int) and isinstance(seconds, (int, float)) and step > after_step:
+            points[step] = max(float(seconds), points.get(step, 0.0))  # an eval row at a step counts too
+    steps = sorted(points)[-(window + 1) :]
+    if len(steps) < 2 or points[steps[-1]] <= points[steps[0]]:
+        return None
+    return (points[steps[-1]] - points[steps[0]]) / (steps[-1] - steps[0])
 
 
 # ---------------------------------------------------------------- listing

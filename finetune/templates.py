@@ -41,7 +41,8 @@ _PROBE = [
 ]
 _SYSTEM_BEHAVIOUR = {
     "merge_into_first_user": "merged into the first user turn (system text, a blank line, the user text)",
-    "prepend_last_user": "prepended to the last user message only; earlier turns are rendered without it",
+    "prepend_last_user": "prepended to the last user message only (system text, a blank line, the user "
+    "text); earlier turns are rendered without it",
     "preamble": "used in place of the preamble line at the top of the prompt",
 }
 

@@ -421,3 +421,41 @@ def test_length_stats() -> None:
     assert len(stats["histogram"]["counts"]) == 20 and sum(stats["histogram"]["counts"]) == 100
     assert len(stats["histogram"]["edges"]) == 21
     assert data.length_stats([], 10)["count"] == 0
+
+
+# ---- separators --------------------------------------------------------------------------------------
+
+
+def test_a_semicolon_csv_from_a_european_excel_is_split_on_semicolons(tmp_path: Path):
+    path = tmp_path / "faq.csv"
+    path.write_text('prompt;completion\nWie geht es?;Gut, danke.\n"Preis; netto?";"12,50 €"\n', "utf-8-sig")
+    prepared = data.prepare(cfg(path), "sft")
+    assert prepared.layout == "prompt_completion" and prepared.n_records == 2
+    replies = [c[1]["content"] for c in prepared.train["messages"]]
+    assert sorted(replies) == ["12,50 €", "Gut, danke."]  # the decimal comma stays in its field
+
+
+def test_commas_stay_the_separator_when_fields_hold_semicolons(tmp_path: Path):
+    path = tmp_path / "faq.csv"
+    path.write_text('prompt,completion\nList them,"a; b; c"\nAgain?,"d; e"\n', encoding="utf-8")
+    assert datafiles.csv_delimiter(path) == ","
+    assert data.prepare(cfg(path), "sft").n_records == 2
+
+
+def test_a_lone_column_named_with_a_separator_says_the_file_was_not_split(tmp_path: Path):
+    path = tmp_path / "faq.csv"
+    path.write_text("prompt;completion\nno separator here\nnor here\n", encoding="utf-8")
+    error = error_of(cfg(path))
+    assert error.field == "dataset.path"
+    assert "one column, named 'prompt;completion'" in error.message and "was not split" in error.message
+
+
+def test_every_column_left_to_map_is_named_at_once(tmp_path: Path):
+    path = tmp_path / "faq.csv"
+    path.write_text("質問,回答,メモ\n配送は?,三日です。,\n", encoding="utf-8")
+    error = error_of(cfg(path, layout="prompt_completion"))
+    assert error.todo and [field for field, _ in error.problems] == [
+        "dataset.columns.prompt",
+        "dataset.columns.completion",
+    ]
+    assert all("none of the columns (質問, 回答, メモ)" in message for _, message in error.problems)

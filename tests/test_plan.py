@@ -52,6 +52,24 @@ def test_partial_batches_round_up_like_the_trainer():
     assert (s.micro_batches_per_epoch, s.updates_per_epoch, s.optimizer_steps) == (12, 3, 5)
 
 
+def test_the_rounding_is_shown_where_it_happens():
+    # Issue 8: batch 7, accumulation 4, 2.5 epochs. A person dividing 45 micro-batches by 4 expects 11
+    # updates; the Trainer makes 18 micro-batches an epoch (the last holds 1 record), 5 updates an epoch (the
+    # last sums 2) and ceil(2.5 x 5) = 13 updates: 2 whole epochs, then 3 updates of the third (48 in all).
+    s = plan.steps(120, batch_size=7, grad_accum=4, epochs=2.5)
+    assert (s.micro_batches_per_epoch, s.updates_per_epoch, s.optimizer_steps) == (18, 5, 13)
+    assert (s.micro_batches, s.last_micro_batch, s.last_update, s.epochs_run) == (48, 1, 2, 2.67)
+    assert plan.rounding(s) == {"micro": pytest.approx(120 / 7), "updates": 4.5, "total": 12.5}
+    lines = "\n".join(plan.steps_lines(s))
+    assert "= 17.14, rounded up: 18 micro-batches per epoch (the last holds only 1)" in lines
+    assert "18 / 4 = 4.5, rounded up: 5 updates per epoch (the last sums only 2)" in lines
+    assert (
+        "x 2.5 epochs = 12.5, rounded up: 13 optimizer steps (48 micro-batches, 2.67 epochs of data)" in lines
+    )
+    even = plan.steps(10_000, batch_size=2, epochs=3, grad_accum=2)
+    assert plan.rounding(even) == {} and "rounded" not in "\n".join(plan.steps_lines(even))
+
+
 def test_devices_multiply_the_batch():
     s = plan.steps(10_000, batch_size=2, epochs=1, devices=4, grad_accum=2)
     assert s.micro_batches_per_epoch == 1_250
@@ -163,6 +181,9 @@ def test_plan_warns_about_records_over_max_length(tiny_llama: str):
     warnings = section(result.stdout, "Warnings")
     assert "longer than dataset.max_length (80)" in warnings
     assert "truncated" in warnings
+    # The effect and the fix, not only the fact (issue 8).
+    assert "loses its end and its end-of-turn token, so the model learns replies that never stop" in warnings
+    assert "raise dataset.max_length to 128" in warnings and "remove the long records" in warnings
     relaxed = run_cli("plan", DEMO)
     assert "longer than dataset.max_length" not in relaxed.stdout
 

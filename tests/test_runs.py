@@ -9,6 +9,8 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from finetune import runs
 
 
@@ -166,3 +168,24 @@ def test_log_tail(tmp_path: Path) -> None:
     run_dir = make_run(tmp_path, "r", {}, log="".join(f"{i}\n" for i in range(500)))
     lines, offset = runs.log_tail(run_dir, lines=3)
     assert lines == ["497", "498", "499"] and offset == (run_dir / "train.log").stat().st_size
+
+
+def test_the_eta_follows_the_recent_pace_not_the_first_steps() -> None:
+    # Issue 8: a run that slowed down from 0.5 s to 4 s a step. The average since the start says 2:30 left;
+    # the last ten logged steps say 60 steps x 4 s = 4:00, counted down since the last of them.
+    start = datetime(2025, 1, 1, tzinfo=UTC)
+    elapsed, rows = 5.0, []
+    for step in range(2, 42, 2):
+        elapsed += 2 * (0.5 if step <= 20 else 4.0)
+        rows.append({"step": step, "loss": 1.0, "elapsed": elapsed})
+    rows.append({"step": 40, "eval_loss": 1.0, "elapsed": elapsed})  # an eval row at the same step
+    last = start + timedelta(seconds=100)
+    status = {"state": "running", "started_at": start.isoformat(), "step": 40, "max_steps": 100,
+              "updated_at": last.isoformat()}  # fmt: skip
+    assert runs.recent_pace(rows) == pytest.approx(4.0)
+    assert runs.progress(status, now=last, rows=rows)["eta"] == pytest.approx(240)
+    assert runs.progress(status, now=last + timedelta(seconds=30), rows=rows)["eta"] == pytest.approx(210)
+    assert runs.progress(status, now=last, rows=[])["eta"] == pytest.approx(150)  # no pace yet: since start
+    resumed = {**status, "attempt_start_step": 38}  # only steps of this attempt count
+    assert runs.recent_pace(rows, 38) is None
+    assert runs.progress(resumed, now=last, rows=rows)["eta"] == pytest.approx(100 / 2 * 60)

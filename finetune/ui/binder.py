@@ -38,6 +38,7 @@ class Problem:
     message: str
     kind: str | None = None
     ctx: dict[str, Any] | None = None
+    todo: bool = False  # a choice not made yet (map a column), shown as a step to take, not as an error
 
     def text(self, lang: str) -> str:
         return i18n.problem(lang, self.message, self.kind, self.ctx)
@@ -234,8 +235,12 @@ class Binder:
 
     # -- reading the form
 
-    def raw(self, values: dict[Any, Any]) -> dict[str, Any]:
-        """The nested config mapping the form describes (only values that differ from "unset")."""
+    def raw(self, values: dict[Any, Any], *, keep_unused: bool = False) -> dict[str, Any]:
+        """The nested config mapping the form describes (only values that differ from "unset").
+
+        Fields the chosen task has no use for (config.UNUSED_BY_TASK) stay in the form, not in the config;
+        ``keep_unused`` keeps them (the copy of the form a reload restores).
+        """
         out: dict[str, Any] = {}
         for f in self.fields.values():
             if f.component not in values:
@@ -246,6 +251,8 @@ class Binder:
                 default = f.default if f.paths == (f.path,) else None
                 if value is not None and value != default:
                     cfg.set_path(out, path, value)
+        for unused in () if keep_unused else cfg.UNUSED_BY_TASK.get(out.get("task", "sft"), ()):
+            _drop(out, unused)
         return out
 
     def validate(self, values: dict[Any, Any]) -> tuple[cfg.Config | None, list[Problem]]:
@@ -331,19 +338,21 @@ class Binder:
         """
         import gradio as gr
 
-        by_target: dict[str, list[str]] = {}
+        by_target: dict[str, list[Problem]] = {}
         for p in problems:
             f = self.owner(p.path)
             if f is not None:
-                by_target.setdefault(self._target_owner(f).path, []).append(p.text(lang))
+                by_target.setdefault(self._target_owner(f).path, []).append(p)
         updates = {}
         for name in set(shown) | set(by_target):
             f = self.fields.get(name)
             if f is None:
                 continue
             if name in by_target:
-                message = info_text("⚠ " + "; ".join(by_target[name]))
-                updates[f.error_target] = gr.update(info=message, elem_classes=["tb-field", "tb-invalid"])
+                todo = all(p.todo for p in by_target[name])
+                mark, style = ("→ ", "tb-todo") if todo else ("⚠ ", "tb-invalid")
+                message = info_text(mark + "; ".join(p.text(lang) for p in by_target[name]))
+                updates[f.error_target] = gr.update(info=message, elem_classes=["tb-field", style])
             else:
                 help_text = i18n.field_help(lang, f.path) if f.help else ""  # None would mean "unchanged"
                 updates[f.error_target] = gr.update(info=help_text, elem_classes=["tb-field"])
@@ -358,6 +367,17 @@ class Binder:
     def label(self, path: str, lang: str) -> str:
         f = self.owner(path)
         return i18n.field_label(lang, f.path) if f else (path or i18n.t(lang, "errors.config"))
+
+
+def _drop(mapping: dict[str, Any], path: str) -> None:
+    """Remove the dotted ``path`` from a nested mapping where it is set, and the sections it leaves empty."""
+    head, _, rest = path.partition(".")
+    if not rest:
+        mapping.pop(head, None)
+    elif isinstance(mapping.get(head), dict):
+        _drop(mapping[head], rest)
+        if not mapping[head]:
+            del mapping[head]
 
 
 def info_text(message: str) -> str:

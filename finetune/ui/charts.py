@@ -89,8 +89,14 @@ def histogram(stats: dict[str, Any], max_length: int, lang: str) -> str:
         p90=f"{stats.get('p90', 0):.0f}",
         max=stats.get("max", 0),
     )
+    plain = {
+        "over": over,
+        "count": stats.get("count", 0),
+        "max_length": max_length,
+        "longest": stats.get("max"),
+    }
     truncation = (
-        t(lang, "dataset.truncated", n=over, max_length=max_length)
+        truncation_text(stats.get("truncation") or plain, lang)
         if over
         else t(lang, "dataset.none_truncated", max_length=max_length)
     )
@@ -102,6 +108,23 @@ def histogram(stats: dict[str, Any], max_length: int, lang: str) -> str:
         f"<div class='tb-caption'>{esc(caption)}</div>"
         f"<div class='tb-trunc {'warn' if over else 'ok'}'>{esc(truncation)}</div></div>"
     )
+
+
+def truncation_text(trunc: dict[str, Any] | None, lang: str) -> str:
+    """How many records max_length cuts, what that does for this task and the fix (plan.truncation's data).
+
+    Sections 1 and 2 both show this one text, so their counts cannot disagree.
+    """
+    if not trunc:
+        return ""
+    values = {k: trunc[k] for k in ("over", "count", "max_length", "longest")}
+    text = t(lang, "dataset.truncated", **values)
+    if trunc.get("task"):
+        text += " " + t(lang, f"dataset.truncated_effect_{trunc['task']}")
+    if "suggest" not in trunc:
+        return text
+    fix = "dataset.truncated_fix" if trunc["suggest"] else "dataset.truncated_fix_drop"
+    return text + " " + t(lang, fix, suggest=trunc["suggest"])
 
 
 def token_pieces(pieces: list[dict[str, Any]], *, show_loss: bool = True) -> str:
@@ -148,8 +171,9 @@ def progress_bar(status: dict[str, Any], prog: dict[str, Any], lang: str) -> str
         total=prog["max_steps"] or "?",
         pct=f"{pct:.0f}",
         elapsed=clock(prog["elapsed"]),
-        eta=clock(prog["eta"]),
     )
+    if prog.get("eta") is not None:  # an estimate from the recent pace (runs.progress), so said as one
+        text += " · " + t(lang, "run.eta", eta=clock(prog["eta"]))
     reason = status.get("reason")
     extra = f"<div class='tb-reason'>{esc(reason)}</div>" if reason else ""
     return (
@@ -158,6 +182,13 @@ def progress_bar(status: dict[str, Any], prog: dict[str, Any], lang: str) -> str
         f"<span class='tb-progress-text'>{esc(text)}</span></div>"
         f"<div class='tb-bar-track'><div class='tb-bar-fill' style='width:{pct:.1f}%'></div></div>"
         f"{extra}</div>"
+    )
+
+
+def no_run(lang: str) -> str:
+    """The Run section before any run exists: say so, and what Start will do (not "unknown, step 0/?")."""
+    return (
+        f"<div class='tb-progress state-none'><div class='tb-no-run'>{esc(t(lang, 'run.no_run'))}</div></div>"
     )
 
 
@@ -201,6 +232,34 @@ def metric_frame(rows: list[dict[str, Any]], keys: dict[str, str]) -> pd.DataFra
 
 def compare_frame(rows: list[dict[str, Any]]) -> pd.DataFrame | None:
     return pd.DataFrame(rows).rename(columns={"run": "series"}) if rows else None
+
+
+# Distinct on a white page and for the common colour-vision deficiencies first (Okabe-Ito order), then more.
+PALETTE = ["#0072b2", "#e69f00", "#009e73", "#cc79a7", "#d55e00", "#56b4e9", "#7f7f7f", "#000000"]
+
+
+def run_colors(run_ids: list[str]) -> dict[str, str]:
+    """A colour per run, in the order they were picked.
+
+    Given to the compared plot as its color_map, after its data (finetune/ui/runs_tab.py): gradio 6.31's
+    LinePlot fixes its colour domain to the series of the data it was built with and rebuilds it only when
+    a property such as color_map changes, so without this a run added to the comparison is never drawn.
+    """
+    return {run_id: PALETTE[i % len(PALETTE)] for i, run_id in enumerate(run_ids)}
+
+
+def compare_legend(colors: dict[str, str], drawn: set[str], metric: str, lang: str) -> str:
+    """The compared runs with their colours and full names (the plot's own legend cuts names at ~25
+    characters, and run ids differ only near the middle), and which run the log and config below are of."""
+    items = []
+    for run_id, color in colors.items():
+        missing = "" if run_id in drawn else f" <i>{esc(t(lang, 'runs.no_points', metric=metric))}</i>"
+        items.append(
+            f"<li><span class='tb-swatch' style='background:{esc(color)}'></span>{esc(run_id)}{missing}</li>"
+        )
+    below = t(lang, "runs.below", run=next(iter(colors))) if colors else ""
+    caption = f"<div class='tb-caption'>{esc(below)}</div>"
+    return f"<div class='tb-runs-legend'><ul>{''.join(items)}</ul>{caption}</div>"
 
 
 def schedule_frame(points: list[tuple[int, float]]) -> pd.DataFrame | None:

@@ -19,6 +19,7 @@ import gradio as gr
 
 from finetune import config as cfg
 from finetune import jobs, runs
+from finetune.datafiles import DataError
 from finetune.preflight import PreflightError
 from finetune.ui import charts, i18n, previews
 from finetune.ui.binder import Binder, Problem
@@ -96,8 +97,8 @@ def merge(out: dict[Any, Any], updates: dict[Any, Any]) -> dict[Any, Any]:
 
 def engine_problems(exc: BaseException) -> list[Problem]:
     """An engine exception as problems with paths (PreflightError, ConfigError, anything else)."""
-    if isinstance(exc, PreflightError):
-        return [Problem(exc.field, exc.message)]
+    if isinstance(exc, (PreflightError, DataError)):
+        return [Problem(path, message, todo=exc.todo) for path, message in exc.problems]
     if isinstance(exc, cfg.ConfigError):
         return [Problem(path, message) for path, message in exc.problems]
     if isinstance(exc, jobs.JobError):  # the data directory (full, read-only): no field, the banner says why
@@ -108,11 +109,15 @@ def engine_problems(exc: BaseException) -> list[Problem]:
 
 
 def banner(binder: Binder, problems: list[Problem], lang: str) -> str:
-    if not problems:
-        return ""
-    items = [f"{binder.label(p.path, lang)}: {p.text(lang)}" for p in problems]
-    head = charts.esc(i18n.t(lang, "errors.banner", n=len(problems)))
-    return f"<div class='tb-banner'><b>{head}</b>{charts.notes(items, 'error')}</div>"
+    """Every current problem above the tabs; choices still to make (map a column) in a box of their own."""
+    out = ""
+    for todo, key, kind in ((False, "errors.banner", "error"), (True, "errors.todo", "todo")):
+        chosen = [p for p in problems if p.todo == todo]
+        if chosen:
+            items = [f"{binder.label(p.path, lang)}: {p.text(lang)}" for p in chosen]
+            head = charts.esc(i18n.t(lang, key, n=len(chosen)))
+            out += f"<div class='tb-banner {kind}'><b>{head}</b>{charts.notes(items, kind)}</div>"
+    return out
 
 
 def problems_of(analysis: dict[str, Any] | None) -> list[Problem]:

@@ -16,10 +16,10 @@ import pandas as pd
 from gradio.utils import get_upload_folder
 
 from finetune import config as cfg
-from finetune import data, datafiles, uploads
-from finetune.ui import charts, i18n, previews
+from finetune import data, datafiles, paths, uploads
+from finetune.ui import charts, i18n, previews, tokens_tab
 from finetune.ui.binder import Problem
-from finetune.ui.context import Ctx, merge, problems_of
+from finetune.ui.context import Ctx, engine_problems, merge, problems_of
 
 ROLES = ("messages", "prompt", "completion", "instruction", "input", "output", "text", "label", "system")
 LAYOUTS = ("auto", "messages", "alpaca", "prompt_completion", "text", "classification")
@@ -32,6 +32,7 @@ TASK_OF_LAYOUT = {
     "classification": "classification",
 }
 LAYOUT_OF_TASK = {"sft": "prompt_completion", "text": "text", "classification": "classification"}
+SOURCES = ("builtin", "upload", "hub")
 MAX_COLUMNS = 50  # shown in the preview table
 MAX_CHOICES = 200  # offered in each role dropdown (which also takes a typed column name)
 
@@ -45,7 +46,7 @@ def build(ctx: Ctx) -> None:
             p["source"] = tx.add(
                 gr.Radio(_source_choices("en"), value="builtin", label=i18n.t("en", "dataset.source")),
                 label="dataset.source",
-                choices=[(f"dataset.sources.{k}", k) for k in ("builtin", "upload", "hub")],
+                choices=[(f"dataset.sources.{k}", k) for k in SOURCES],
             )
             with gr.Group(visible=True) as p["builtin_group"]:
                 p["builtin"] = tx.add(
@@ -59,6 +60,7 @@ def build(ctx: Ctx) -> None:
                     gr.File(
                         file_types=UPLOAD_TYPES,
                         type="filepath",
+                        interactive=True,  # an output too (redrawn on a language switch): stays a drop zone
                         label=i18n.t("en", "dataset.upload"),
                         elem_id="tb-upload",
                         height=120,
@@ -66,6 +68,7 @@ def build(ctx: Ctx) -> None:
                     label="dataset.upload",
                 )
                 p["upload_refused"] = gr.HTML(visible=False, elem_id="tb-upload-refused")
+            p["source_note"] = gr.HTML(visible=False, elem_id="tb-source-note")
             with gr.Group(visible=False) as p["hub_group"]:
                 with gr.Row():
                     p["hub_id"] = tx.add(
@@ -109,7 +112,7 @@ def build(ctx: Ctx) -> None:
 
 
 def _source_choices(lang: str) -> list[tuple[str, str]]:
-    return [(i18n.t(lang, f"dataset.sources.{k}"), k) for k in ("builtin", "upload", "hub")]
+    return [(i18n.t(lang, f"dataset.sources.{k}"), k) for k in SOURCES]
 
 
 def wire(ctx: Ctx) -> None:
@@ -126,15 +129,18 @@ def wire(ctx: Ctx) -> None:
                 path,
                 b.component("dataset.format"),
                 p["upload_refused"],
+                p["source"],
+                p["builtin"],
+                p["hub_id"],
+                *_groups(ctx),
+                p["source_note"],
+                b.component("tokens.add"),
                 *ctx.analysis_outputs()[1:],
             ]
         )
     )
 
-    def show_source(choice: str) -> tuple:
-        return tuple(gr.Group(visible=choice == k) for k in ("builtin", "upload", "hub"))
-
-    p["source"].input(show_source, p["source"], [p["builtin_group"], p["upload_group"], p["hub_group"]])
+    p["source"].input(show_source, p["source"], _groups(ctx))
 
     def load(data_: dict, new_path: str | None = None, fmt: str | None = None) -> dict:
         return load_preview(ctx, data_, new_path, fmt)
@@ -210,9 +216,10 @@ def load_preview(ctx: Ctx, d: dict, new_path: str | None, fmt: str | None) -> di
         pv = previews.dataset_preview(source)
     except data.DataError as exc:
         out[ctx.parts["preview"]] = None
-        return merge(out, ctx.show_problems(d, [Problem(exc.field, exc.message)]))
+        return merge(out, ctx.show_problems(d, engine_problems(exc)))
     except Exception as exc:  # noqa: BLE001 - pydantic or reader errors: a message, never a traceback
         return merge(out, ctx.show_problems(d, [Problem("dataset.path", str(exc).splitlines()[0])]))
+    out |= source_updates(ctx, path_value, fmt) | demo_tokens_dropped(ctx, d, source, pv)
     task = d[b.component("task")]
     layout = pv["layout"] or LAYOUT_OF_TASK.get(task, "prompt_completion")
     task = TASK_OF_LAYOUT.get(pv["layout"] or "", task)
@@ -222,6 +229,50 @@ def load_preview(ctx: Ctx, d: dict, new_path: str | None, fmt: str | None) -> di
     for role, update in zip(ROLES, _role_updates(layout, pv, b), strict=False):
         out[b.component(f"dataset.columns.{role}")] = update
     return merge(out, ctx.show_problems(d, []))
+
+
+def source_updates(ctx: Ctx, path: str, fmt: str) -> dict[Any, Any]:
+    """The source picker showing where ``path`` comes from: a bundled sample, a Hub id, or a file."""
+    p = ctx.parts
+    name = path.removeprefix("builtin:")
+    if path.startswith("builtin:") and name in datafiles.builtin_names():
+        kind = "builtin"
+    elif fmt == "hub" or (paths.is_hub_id(path) and Path(path).suffix.lower() not in paths.DATA_SUFFIXES):
+        kind = "hub"
+    else:
+        kind = "upload"
+    out: dict[Any, Any] = {p["source"]: kind, **dict(zip(_groups(ctx), show_source(kind), strict=True))}
+    if kind == "builtin":
+        out[p["builtin"]] = name
+    elif kind == "hub":
+        out[p["hub_id"]] = path
+    return out
+
+
+def _groups(ctx: Ctx) -> list[Any]:
+    return [ctx.parts[f"{k}_group"] for k in SOURCES]
+
+
+def show_source(choice: str) -> tuple:
+    return tuple(gr.Group(visible=choice == k) for k in SOURCES)
+
+
+def demo_tokens_dropped(ctx: Ctx, d: dict, source: cfg.DatasetConfig, pv: dict) -> dict[Any, Any]:
+    """The user's own data (not a bundled sample) replaces the demo's: the demo's new tokens go too,
+    unless the new rows use them."""
+    b, p = ctx.binder, ctx.parts
+    demo = (b.initial.get("tokens") or {}).get("add") or []
+    table = b.component("tokens.add")
+    current = [token for token, _ in tokens_tab.rows(d.get(table))]
+    shown = json.dumps(pv["rows"], ensure_ascii=False)
+    own_data = not source.path.startswith("builtin:")  # another bundled sample is still the demo's world
+    if not (own_data and demo and current == demo) or any(token in shown for token in demo):
+        return {p["source_note"]: gr.update(visible=False)}
+    note = i18n.t(d[ctx.lang], "dataset.demo_tokens_dropped", tokens=", ".join(demo))
+    return {
+        table: tokens_tab.table([], lang=d[ctx.lang]),
+        p["source_note"]: gr.update(value=charts.notes([note], "info"), visible=True),
+    }
 
 
 def refresh_preview(ctx: Ctx, d: dict) -> dict:
@@ -285,6 +336,8 @@ def preview_frame(pv: dict[str, Any], lang: str) -> Any:
     shown = pv["columns"][:MAX_COLUMNS]
 
     def cell(value: Any) -> str:
+        if value is None:  # an empty cell: shown empty, as in the spreadsheet, not as JSON's null
+            return ""
         text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
         return text if len(text) <= 160 else text[:160] + "…"
 

@@ -11,7 +11,7 @@ from typing import Any
 import gradio as gr
 
 from finetune import config as cfg
-from finetune import presets
+from finetune import plan, presets
 from finetune.ui import charts, i18n
 from finetune.ui.binder import library_defaults
 from finetune.ui.context import Ctx
@@ -50,9 +50,11 @@ def build(ctx: Ctx) -> None:
         tx.add(gr.Markdown(i18n.t("en", "hparams.presets")), value="hparams.presets")
         p["preset_buttons"] = {}
         for name in presets.names("hparams"):
-            meta = presets.load("hparams", name)
-            p["preset_buttons"][name] = gr.Button(
-                meta.get("name", name), size="sm", elem_classes=["tb-preset"]
+            p["preset_buttons"][name] = tx.add(
+                gr.Button(
+                    i18n.preset_text("en", "hparams", name, "name"), size="sm", elem_classes=["tb-preset"]
+                ),
+                value=lambda lang, n=name: i18n.preset_text(lang, "hparams", n, "name"),
             )
     p["preset_note"] = gr.Markdown()
     with gr.Row(equal_height=False):
@@ -134,11 +136,13 @@ def build(ctx: Ctx) -> None:
                     y="value",
                     label=i18n.t("en", "hparams.schedule"),
                     height=220,
-                    x_title="step",
-                    y_title="learning rate",
+                    x_title=i18n.t("en", "charts.step"),
+                    y_title=i18n.t("en", "charts.learning_rate"),
                     elem_id="tb-schedule",
                 ),
                 label="hparams.schedule",
+                x_title="charts.step",
+                y_title="charts.learning_rate",
             )
             p["memory"] = gr.HTML(elem_id="tb-memory")
 
@@ -225,9 +229,11 @@ def wire(ctx: Ctx) -> None:
 
 def preset_note(name: str, lang: str) -> str:
     """The Markdown line under the preset buttons: which preset was applied and what it is for."""
-    meta = presets.load("hparams", name)
     return i18n.t_md(
-        lang, "hparams.applied", name=meta.get("name", name), description=meta.get("description", "")
+        lang,
+        "hparams.applied",
+        name=i18n.preset_text(lang, "hparams", name, "name"),
+        description=i18n.preset_text(lang, "hparams", name, "description"),
     )
 
 
@@ -252,18 +258,41 @@ def render(ctx: Ctx, d: dict) -> tuple[str, Any, str]:
         (i18n.t(lang, "hparams.warmup_steps"), f"{s['warmup_steps']:,}"),
         (i18n.t(lang, "hparams.checkpoints"), s["checkpoints"]),
     ]
-    explain = i18n.t(
-        lang,
-        "hparams.arithmetic",
-        records=f"{s['records']:,}",
-        batch=s["batch_size"],
-        per_epoch=f"{s['micro_batches_per_epoch']:,}",
-        epochs=f"{s['epochs']:g}",
-        accum=s["grad_accum"],
-        steps=f"{s['optimizer_steps']:,}",
-    )
-    html = charts.cards(items) + f"<div class='tb-explain' id='tb-steps-explain'>{charts.esc(explain)}</div>"
+    explain = "<br>".join(charts.esc(line) for line in arithmetic(s, lang))
+    html = charts.cards(items) + f"<div class='tb-explain' id='tb-steps-explain'>{explain}</div>"
     return html, charts.schedule_frame(summary.get("schedule") or []), memory_html(summary, lang)
+
+
+def arithmetic(s: dict[str, Any], lang: str) -> list[str]:
+    """The step arithmetic in three lines, with each rounding up the Trainer does (plan.rounding) shown where
+    it happens: 45 micro-batches at accumulation 4 are 13 updates, not 11, and this says why."""
+    steps = plan.Steps(**s)
+    r = plan.rounding(steps)
+    n = {
+        "records": f"{s['records']:,}",
+        "batch": s["batch_size"] * s["devices"],
+        "per_epoch": f"{s['micro_batches_per_epoch']:,}",
+        "accum": s["grad_accum"],
+        "updates": f"{s['updates_per_epoch']:,}",
+        "epochs": f"{s['epochs']:g}",
+        "steps": f"{s['optimizer_steps']:,}",
+        "micro": f"{s['micro_batches']:,}",
+        "epochs_run": plan.decimal(s["epochs_run"]),
+        "max_steps": s["max_steps"],
+    }
+    lines = [  # each division, with its rounding written out where the Trainer rounds up
+        i18n.t(lang, f"hparams.arithmetic_{part}_rounded", exact=plan.decimal(r[part]), last=s[last], **n)
+        if part in r
+        else i18n.t(lang, f"hparams.arithmetic_{part}", **n)
+        for part, last in (("micro", "last_micro_batch"), ("updates", "last_update"))
+    ]
+    if s["max_steps"] > 0:
+        lines.append(i18n.t(lang, "hparams.arithmetic_max_steps", **n))
+    elif "total" in r:
+        lines.append(i18n.t(lang, "hparams.arithmetic_total_rounded", exact=plan.decimal(r["total"]), **n))
+    else:
+        lines.append(i18n.t(lang, "hparams.arithmetic_total", **n))
+    return lines
 
 
 def memory_html(summary: dict[str, Any], lang: str) -> str:

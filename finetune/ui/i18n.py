@@ -72,6 +72,15 @@ def t_md(lang: str, key: str, **values: Any) -> str:
     return t(lang, key, **safe)
 
 
+def preset_text(lang: str, kind: str, name: str, part: str) -> str:
+    """A preset's ``name`` or ``description`` in ``lang``: the locale's ``presets.<kind>.<name>`` entry, else
+    the preset file's own (English) text."""
+    from finetune import presets
+
+    own = str(presets.load(kind, name).get(part) or (name if part == "name" else ""))
+    return str(_lookup(lang, f"presets.{kind}.{name}.{part}") or own) if lang != DEFAULT_LANG else own
+
+
 def _field_entry(lang: str, path: str) -> dict[str, Any]:
     return (catalog(lang).get("fields") or {}).get(path) or {}
 

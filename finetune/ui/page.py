@@ -31,6 +31,8 @@ from finetune.ui.binder import Binder
 from finetune.ui.context import Ctx, commits, merge, problems_of
 
 DEMO = Path(__file__).resolve().parent.parent.parent / "presets" / "demo.yaml"
+DEMO_DATA = cfg.DatasetConfig().path  # what an unset dataset.path means
+LOCALE_JS = (Path(__file__).resolve().parent / "locale.js").read_text(encoding="utf-8")
 SECTIONS = [
     ("dataset", dataset_tab),
     ("model", template_tab),
@@ -43,8 +45,9 @@ SECTIONS = [
 # (finetune/uploads.py), a download copied to the browser at once; one posted to /gradio_api/upload
 # directly, never used, would otherwise stay there for good.
 CACHE_CLEANING = (300, 900)
-# Fields whose own handlers run the analysis after doing more (loading a preview, editing the token table).
-CHAINED = ("dataset.path", "tokens.add")
+# Fields whose own handlers run the analysis after doing more (loading a preview, editing the token table,
+# giving a new model its family's template).
+CHAINED = ("dataset.path", "tokens.add", "model.name_or_path")
 
 
 def initial_config() -> dict[str, Any]:
@@ -70,6 +73,7 @@ def build_with_ctx(home: Path, access: paths.Access | None = None) -> tuple[gr.B
         # Remembered by the browser: the language, and the form (so a reload keeps what was set up).
         ctx.parts["stored_lang"] = gr.BrowserState("", storage_key="tuneboard-lang")
         ctx.parts["stored_form"] = gr.BrowserState({}, storage_key="tuneboard-form")
+        ctx.parts["stored_tab"] = gr.BrowserState("", storage_key="tuneboard-tab")  # a reload stays put
         with gr.Row(elem_id="tb-header", equal_height=True):
             texts.add(gr.HTML(_header("en"), elem_id="tb-title"), value=_header)
             ctx.parts["reset"] = texts.add(
@@ -79,6 +83,9 @@ def build_with_ctx(home: Path, access: paths.Access | None = None) -> tuple[gr.B
             ctx.parts["lang_radio"] = gr.Radio(
                 [(name, code) for code, name in i18n.LANGS.items()],
                 value="en",
+                label=" / ".join(
+                    i18n.t(code, "app.language") for code in i18n.LANGS
+                ),  # read aloud, never shown
                 show_label=False,
                 container=False,
                 elem_id="tb-lang",
@@ -95,6 +102,7 @@ def build_with_ctx(home: Path, access: paths.Access | None = None) -> tuple[gr.B
                     module.build(ctx)
         for _, module in SECTIONS:
             module.wire(ctx)
+        _wire_tabs(ctx, demo)
         _wire_language(ctx, demo)
         _wire_form(ctx, demo)
     return demo, ctx
@@ -114,7 +122,10 @@ def _wire_language(ctx: Ctx, demo: gr.Blocks) -> None:
         lang = i18n.pick_lang(lang)
         return [lang, lang, *texts.updates(lang)]
 
-    radio.input(set_lang, radio, [ctx.lang, stored, *texts.components], show_progress="hidden")
+    upload = ctx.parts["upload"]
+    radio.input(
+        set_lang, radio, [ctx.lang, stored, *texts.components], show_progress="hidden", js=LOCALE_JS
+    ).then(**_redraw(upload, visible=False)).then(**_redraw(upload, visible=True))
     ctx.lang.change(
         lambda d: ctx.show_problems(d, problems_of(d[ctx.analysis])),
         ctx.form(ctx.analysis),
@@ -128,7 +139,29 @@ def _wire_language(ctx: Ctx, demo: gr.Blocks) -> None:
             return [lang, lang, *[gr.skip()] * len(texts.components)]
         return [lang, lang, *texts.updates(lang)]
 
-    demo.load(on_load, stored, [ctx.lang, radio, *texts.components], show_progress="hidden")
+    demo.load(on_load, stored, [ctx.lang, radio, *texts.components], show_progress="hidden").then(
+        None, radio, radio, js=LOCALE_JS
+    ).then(**_redraw(upload, visible=False)).then(**_redraw(upload, visible=True))
+
+
+def _redraw(component: Any, *, visible: bool) -> dict[str, Any]:
+    """Half of redrawing ``component``: Gradio draws a File's drop-zone text once, in the language of that
+    moment, so after a switch it is hidden (taken off the page) and shown again."""
+    return {"fn": lambda: gr.update(visible=visible), "outputs": component, "show_progress": "hidden"}
+
+
+def _wire_tabs(ctx: Ctx, demo: gr.Blocks) -> None:
+    """Remember the section on screen, and open it again after a reload."""
+    stored = ctx.parts["stored_tab"]
+    for key, _ in SECTIONS:
+        ctx.parts[f"{key}_tab"].select(lambda k=key: k, None, stored, show_progress="hidden")
+    keys = [key for key, _ in SECTIONS]
+    demo.load(
+        lambda key: gr.Tabs(selected=key) if key in keys else gr.skip(),
+        stored,
+        ctx.parts["tabs"],
+        show_progress="hidden",
+    )
 
 
 def _wire_form(ctx: Ctx, demo: gr.Blocks) -> None:
@@ -137,10 +170,13 @@ def _wire_form(ctx: Ctx, demo: gr.Blocks) -> None:
     own = [f.component for f in binder.fields.values() if f.path not in CHAINED]
     analyze = {"fn": ctx.run_analysis, "inputs": ctx.form(), "outputs": ctx.analysis_outputs()}
     gr.on(commits(*own), **analyze, show_progress="hidden", trigger_mode="always_last")
-    ctx.analysis.change(lambda d: binder.raw(d), ctx.form(), stored, show_progress="hidden")
+    ctx.analysis.change(lambda d: binder.raw(d, keep_unused=True), ctx.form(), stored, show_progress="hidden")
 
+    source = [
+        ctx.parts[k] for k in ("source", "builtin", "hub_id", "builtin_group", "upload_group", "hub_group")
+    ]
     form_outputs = list(
-        dict.fromkeys([*binder.components, ctx.parts["lora_group"], ctx.parts["template_custom"]])
+        dict.fromkeys([*binder.components, ctx.parts["lora_group"], ctx.parts["template_custom"], *source])
     )
     preview = {
         "fn": lambda d: dataset_tab.refresh_preview(ctx, d),
@@ -176,4 +212,6 @@ def form_updates(ctx: Ctx, raw: dict[str, Any]) -> dict[Any, Any]:
         values, {custom: gr.update(visible=values[ctx.binder.component("template.name")] == "custom")}
     )
     out[ctx.parts["lora_group"]] = gr.Group(visible=method != "full")
-    return out
+    dataset = raw.get("dataset") or {}
+    path, fmt = dataset.get("path") or DEMO_DATA, dataset.get("format") or "auto"
+    return out | dataset_tab.source_updates(ctx, path, fmt)  # the picker agrees with the path

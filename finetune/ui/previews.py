@@ -99,6 +99,7 @@ def _analyze(config: cfg.Config) -> dict[str, Any]:
     fam = ch.family or {}
     return {
         "key": key_of(config),
+        "task": config.task,
         "records": report["dataset"]["train"],
         "eval_records": report["dataset"]["eval"],
         "layout": report["dataset"]["layout"],
@@ -106,6 +107,8 @@ def _analyze(config: cfg.Config) -> dict[str, Any]:
         "lengths": report["dataset"]["lengths"],
         "max_length": config.dataset.max_length,
         "template": ch.template.id if ch.template else None,
+        # Text the template writes into every record whatever the data (Llama 3.1's dated system header).
+        "every_record": ch.template.meta.get("every_record") if ch.template else None,
         "family": fam.get("id"),
         "family_name": fam.get("name"),
         "family_template": fam.get("template"),
@@ -153,7 +156,8 @@ def missing_template_tokens(ch: preflight.Checked) -> list[str]:
 def render_record(config: cfg.Config, index: int) -> dict[str, Any]:
     """One training record as the model sees it: token pieces with ids, loss mask and special flags.
 
-    Only the start of a long record is tokenized (preflight.char_budget): what fits in max_length.
+    Only the start of a long record is tokenized (preflight.char_budget): what fits in max_length. It counts
+    as cut exactly when preflight.record_lengths (section 1's histogram) counts it over max_length.
     """
     ch = checked(config)
     train = ch.dataset.train
@@ -164,25 +168,37 @@ def render_record(config: cfg.Config, index: int) -> dict[str, Any]:
     tok = ch.tokenizer
     max_length = config.dataset.max_length
     budget = preflight.char_budget(max_length)
+    label = None
     if config.task == "sft":
-        messages, _ = preflight.clip_messages(record["messages"], budget)
+        messages, scale = preflight.clip_messages(record["messages"], budget)
         assistant_only = config.template.train_on == "assistant"  # preflight refused it without markers
-        (encoded,) = templates.encode(
-            tok, ch.template, [messages], max_length=max_length, assistant_only=assistant_only
-        )
+        (encoded,) = templates.encode(tok, ch.template, [messages], assistant_only=assistant_only)
         ids, mask = encoded.ids, encoded.mask
+        full = round(len(ids) * scale)
     else:
-        text, _ = preflight.clip_text(record["text"], budget)
-        ids = tok(text, truncation=True, max_length=max_length)["input_ids"]
+        text, scale = preflight.clip_text(record["text"], budget)
+        ids = tok(text)["input_ids"]
         mask = [1] * len(ids) if config.task == "text" else [0] * len(ids)
+        full = round((len(ids) + 1) * scale)  # + the end-of-text token, as record_lengths counts it
+        names = ch.dataset.label_names or []
+        if config.task == "classification" and isinstance(record.get("label"), int):
+            label = names[record["label"]] if record["label"] < len(names) else str(record["label"])
+    ids, mask = ids[:max_length], mask[:max_length]  # what training keeps (right truncation)
     return {
         "index": index,
         "count": len(train),
         "pieces": pieces(tok, ids, mask),
-        "truncated": len(ids) >= max_length,
+        "truncated": full > max_length,
+        "full_tokens": full,
         "tokens": len(ids),
         "loss_tokens": sum(mask),
+        "label": label,
     }
+
+
+def family_of(model: cfg.ModelConfig) -> dict[str, Any] | None:
+    """plan.model_family, cached: asked on every model change, and reading a config may mean a Hub request."""
+    return _cached("family:" + model.model_dump_json(), lambda: plan.model_family(model))
 
 
 def pieces(tokenizer: Any, ids: list[int], mask: list[int] | None = None) -> list[dict[str, Any]]:

@@ -78,11 +78,14 @@ def build(ctx: Ctx) -> None:
                     height=200,
                     label=i18n.t("en", f"run.{name}"),
                     elem_id=f"tb-{name.replace('_', '-')}",
-                    x_title="step",
+                    x_title=i18n.t("en", "charts.step"),
                     y_title=" ",
+                    color_title=i18n.t("en", "charts.metric") if several else None,
                     min_width=220,
                 ),
                 label=f"run.{name}",
+                x_title="charts.step",
+                **({"color_title": "charts.metric"} if several else {}),
             )
     p["log"] = tx.add(
         gr.HTML(
@@ -212,10 +215,14 @@ def view(
     waiting = scheduler.queue(ctx.runs_root)
     position = waiting.index(follow["run"]) + 1 if follow.get("run") in waiting else None
     queue_changed = follow.get("queue") != waiting or follow.get("fresh")
-    follow = {**follow, "queue": waiting}
+    config = config_updates(ctx, follow, lang)
+    follow = {**follow, "queue": waiting, "effective": config.pop("effective", follow.get("effective"))}
+    rows = follow.get("rows") or []
     out: dict[Any, Any] = {
         p["follow"]: follow,
-        p["progress"]: progress_html(status, position, len(waiting), lang) if follow else "",
+        p["progress"]: progress_html(status, rows, position, len(waiting), lang)
+        if follow.get("run")
+        else charts.no_run(lang),
         p["stop"]: gr.update(interactive=st.is_active(status)),
         p["resume"]: gr.update(interactive=status.get("state") in st.RESUMABLE_STATES),
         # Fast while something moves; slow (never off) while a finished run is on screen, so a late tick
@@ -224,6 +231,7 @@ def view(
             1.0 if st.is_active(status) or waiting else IDLE_TICK, active=bool(follow.get("run"))
         ),
         **(queue_view(ctx, waiting, lang) if queue_changed else {}),
+        **config,
     }
     if plots:
         for name, keys in PLOTS.items():
@@ -233,10 +241,29 @@ def view(
     return out
 
 
-def progress_html(status: dict[str, Any], position: int | None, waiting: int, lang: str) -> str:
+def progress_html(
+    status: dict[str, Any], rows: list[dict[str, Any]], position: int | None, waiting: int, lang: str
+) -> str:
     if position is not None:
         status = status | {"reason": i18n.t(lang, "run.queue_position", pos=position, n=waiting)}
-    return charts.progress_bar(status, runs.progress(status), lang)
+    return charts.progress_bar(status, runs.progress(status, rows=rows), lang)
+
+
+CONFIG_PARTS = ("config_note", "cli", "download", "effective")
+
+
+def config_updates(ctx: Ctx, follow: dict[str, Any], lang: str) -> dict[Any, Any]:
+    """The config panel of the run on screen: when that run changes, and again once its effective config
+    exists (a queued or starting run has none until its pre-run check passes). Key "effective": whether
+    effective_config.yaml was there, for the follow state."""
+    run_id = follow.get("run")
+    if not run_id:
+        return {}
+    written = (ctx.runs_root / run_id / "effective_config.yaml").is_file()
+    if not follow.get("fresh") and written == bool(follow.get("effective")):
+        return {}
+    views = config_view(ctx, follow, lang, None)
+    return {**{ctx.parts[k]: v for k, v in zip(CONFIG_PARTS, views, strict=True)}, "effective": written}
 
 
 def queue_view(ctx: Ctx, waiting: list[str], lang: str) -> dict[Any, Any]:
@@ -255,7 +282,7 @@ def outputs(ctx: Ctx) -> list[Any]:
     p = ctx.parts
     queue = [p["queue_group"], p["queue_table"], p["queue_pick"]]
     return [p["follow"], p["progress"], p["stop"], p["resume"], p["timer"], p["log"], *queue,
-            *(p[n] for n in PLOTS)]  # fmt: skip
+            *(p[n] for n in PLOTS), *(p[k] for k in CONFIG_PARTS)]  # fmt: skip
 
 
 def wire(ctx: Ctx) -> None:
@@ -293,11 +320,7 @@ def wire(ctx: Ctx) -> None:
         return merge(out, ctx.show_problems(d, []))
 
     start_outputs = list(dict.fromkeys([*outs, p["watch"], *ctx.analysis_outputs()[1:]]))
-    p["start"].click(start, ctx.form(p["follow"]), start_outputs, concurrency_limit=1).then(
-        lambda f, lang: config_view(ctx, f, lang, None),
-        [p["follow"], ctx.lang],
-        [p["config_note"], p["cli"], p["download"], p["effective"]],
-    )
+    p["start"].click(start, ctx.form(p["follow"]), start_outputs, concurrency_limit=1)
 
     def stop(watched: str | None, lang: str) -> dict:
         if watched:  # the Run dropdown, not the follow state: a late tick may still hold the previous run
@@ -321,11 +344,9 @@ def wire(ctx: Ctx) -> None:
     def watch(run_id: str, lang: str) -> dict:
         return view(ctx, attach(ctx.runs_root, run_id), lang)
 
-    p["watch"].input(watch, [p["watch"], ctx.lang], outs).then(
-        lambda f, lang: config_view(ctx, f, lang, None),
-        [p["follow"], ctx.lang],
-        [p["config_note"], p["cli"], p["download"], p["effective"]],
-    )
+    p["watch"].input(watch, [p["watch"], ctx.lang], outs)
+    # The progress line in the new language now, not at the next tick (there is none before any run).
+    ctx.lang.change(lambda f, lang: view(ctx, f, lang, plots=False, log=False), [p["follow"], ctx.lang], outs)
     p["tb_open"].click(lambda: tensorboard_frame(), None, p["tb_frame"])
     p["watch"].focus(
         lambda current: watch_choices(ctx, current), p["watch"], p["watch"], show_progress="hidden"
@@ -334,7 +355,7 @@ def wire(ctx: Ctx) -> None:
         [ctx.analysis.change, ctx.lang.change],
         lambda d: config_view(ctx, d[p["follow"]], d[ctx.lang], d),
         ctx.form(p["follow"]),
-        [p["config_note"], p["cli"], p["download"], p["effective"]],
+        [p[k] for k in CONFIG_PARTS],
         show_progress="hidden",
     )
 

@@ -54,12 +54,17 @@ def build(ctx: Ctx) -> None:
             x="step",
             y="value",
             color="series",
+            colors_in_legend=[],  # the legend below names each run in full; the plot's own cuts names short
             height=260,
             label=i18n.t("en", "runs.curves"),
+            x_title=i18n.t("en", "charts.step"),
             elem_id="tb-runs-plot",
         ),
         label="runs.curves",
+        x_title="charts.step",
     )
+    p["runs_legend"] = gr.HTML(elem_id="tb-runs-legend")
+    p["runs_scale"] = gr.State({})  # the plot's color_map and y title for the runs drawn (see wire)
     with gr.Row(equal_height=False):
         p["runs_log"] = tx.add(
             gr.HTML(
@@ -110,13 +115,20 @@ def wire(ctx: Ctx) -> None:
 
     def show(selected: list[str], metric: str, lang: str) -> tuple:
         if not selected:
-            return None, charts.log_box([]), ""
-        dirs = [ctx.runs_root / s for s in selected]
-        frame = charts.compare_frame(runs.compare(dirs, metric or "loss"))
-        first = dirs[0]
+            return None, {}, "", charts.log_box([]), ""
+        metric = metric or "loss"
+        rows = runs.compare([ctx.runs_root / s for s in selected], metric)
+        colors, drawn = charts.run_colors(selected), {r["run"] for r in rows}
+        legend = charts.compare_legend(colors, drawn, metric, lang)
+        # The map names exactly the runs drawn, so it changes whenever they do; sent after the data (scale()),
+        # it makes the plot rebuild its colour scale from them (charts.run_colors says why it must).
+        scale = {"color_map": {run: c for run, c in colors.items() if run in drawn}, "y_title": metric}
+        plot = charts.compare_frame(rows)
+        first = ctx.runs_root / selected[0]
         log, _ = runs.log_tail(first, 200)
         config = first / "config.yaml"
-        return frame, charts.log_box(log), config.read_text(encoding="utf-8") if config.is_file() else ""
+        text = config.read_text(encoding="utf-8") if config.is_file() else ""
+        return plot, scale, legend, charts.log_box(log), text
 
     def refresh(selected: list[str], lang: str) -> tuple:
         frame, count, ids = table(ctx.runs_root, lang)
@@ -139,15 +151,23 @@ def wire(ctx: Ctx) -> None:
             return gr.skip()
         return list(dict.fromkeys([*(selected or []), ids[row]]))
 
+    shown = [p["runs_plot"], p["runs_scale"], p["runs_legend"], p["runs_log"], p["runs_config"]]
+
+    def scale(options: dict) -> Any:
+        # A second update, once the plot holds the new data: gradio 6.31 applies a color_map sent with the
+        # data before the data, and rebuilds the colour scale from the runs drawn before.
+        return gr.update(**options) if options else gr.skip()
+
+    rescale = {"fn": scale, "inputs": p["runs_scale"], "outputs": p["runs_plot"], "show_progress": "hidden"}
     p["runs_table"].select(pick, p["runs_open"], p["runs_open"]).then(
-        show, [p["runs_open"], p["runs_metric"], ctx.lang], [p["runs_plot"], p["runs_log"], p["runs_config"]]
-    )
+        show, [p["runs_open"], p["runs_metric"], ctx.lang], shown
+    ).then(**rescale)
     gr.on(
-        [p["runs_open"].input, p["runs_metric"].input],
+        [p["runs_open"].input, p["runs_metric"].input, ctx.lang.change],
         show,
         [p["runs_open"], p["runs_metric"], ctx.lang],
-        [p["runs_plot"], p["runs_log"], p["runs_config"]],
-    )
+        shown,
+    ).then(**rescale)
 
     def watch(selected: list[str], lang: str) -> dict:
         run_id = (selected or [None])[0]

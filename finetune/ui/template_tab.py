@@ -11,7 +11,8 @@ from typing import Any
 import gradio as gr
 
 from finetune import builtin, presets, templates
-from finetune.ui import charts, i18n, previews, tokens_tab
+from finetune import config as cfg
+from finetune.ui import charts, i18n, previews, template_switch, tokens_tab
 from finetune.ui.context import Ctx, config_from
 
 BUILTIN_MODELS = [f"builtin:{name}" for name in builtin.SPECS]
@@ -63,6 +64,7 @@ def build(ctx: Ctx) -> None:
                 b.field("model.trust_remote_code", gr.Checkbox)
         with gr.Column(scale=1):
             b.field("template.name", gr.Dropdown, choices=_template_choices())
+            p["template_note"] = gr.HTML(elem_id="tb-template-note")
             p["template_custom"] = b.field(
                 "template.custom",
                 gr.Code,
@@ -76,17 +78,22 @@ def build(ctx: Ctx) -> None:
             b.field("template.system_prompt", gr.Textbox, convert="text", lines=2)
             b.field("template.train_on", gr.Radio, choices=["assistant", "all"])
     p["template_warnings"] = gr.HTML(elem_id="tb-template-warnings")
-    p["add_missing"] = tx.add(
-        gr.Button(i18n.t("en", "template.add_missing"), visible=False, size="sm", variant="primary"),
-        value="template.add_missing",
-    )
+    with gr.Row():
+        for key in ("add_missing", "use_own", "raise_max_length"):
+            p[key] = tx.add(
+                gr.Button(i18n.t("en", f"template.{key}"), visible=False, size="sm", variant="primary"),
+                value=f"template.{key}",
+            )
+    p["model_seen"] = gr.State(b.initial["model"]["name_or_path"])  # the model the template was matched to
+    p["template_switch"] = gr.State({})  # the last automatic template change, to say so in either language
     with gr.Group(elem_classes=["tb-render-box"]):
         with gr.Row():
+            # Counted from 1, as its label ("record 1 of 120") and a person count.
             p["record"] = tx.add(
-                gr.Slider(0, 1, value=0, step=1, label=i18n.t("en", "template.record"), scale=3),
+                gr.Slider(1, 2, value=1, step=1, label=i18n.t("en", "template.record"), scale=3),
                 label="template.record",
             )
-            p["render_stats"] = gr.HTML()
+            p["render_stats"] = gr.HTML(elem_id="tb-render-stats")
         p["legend"] = tx.add(gr.HTML(charts.legend("en")), value=charts.legend)
         p["rendered"] = gr.HTML(elem_id="tb-rendered")
 
@@ -94,36 +101,64 @@ def build(ctx: Ctx) -> None:
 def wire(ctx: Ctx) -> None:
     b, p = ctx.binder, ctx.parts
     name = b.component("template.name")
-    name.input(lambda v: gr.update(visible=v == "custom"), name, p["template_custom"])
+    analysis = {"fn": ctx.run_analysis, "inputs": ctx.form(), "outputs": ctx.analysis_outputs()}
+    name.input(
+        lambda v: (gr.update(visible=v == "custom"), {}), name, [p["template_custom"], p["template_switch"]]
+    )
     refresh = [ctx.analysis.change, ctx.lang.change, p["model_kind"].input]
     gr.on(
         refresh,
         lambda d: info_and_warnings(ctx, d),
         ctx.form(ctx.analysis, p["model_kind"]),
-        [p["model_info"], p["template_warnings"], p["add_missing"]],
+        [p["model_info"], p["template_warnings"], p["add_missing"], p["use_own"], p["raise_max_length"]],
         show_progress="hidden",
     )
+    # .input too: typing a number in the slider's box gives no release until the box loses focus.
     gr.on(
-        [ctx.analysis.change, p["record"].release],
+        [ctx.analysis.change, ctx.lang.change, p["record"].release, p["record"].input],
         lambda d: render(ctx, d),
         ctx.form(ctx.analysis, p["record"]),
         [p["rendered"], p["render_stats"], p["record"]],
         show_progress="hidden",
+        trigger_mode="always_last",
     )
+    template_switch.wire(ctx, analysis)
 
     def add_missing(d: dict) -> Any:
         missing = (d[ctx.analysis] or {}).get("missing_template_tokens") or []
-        return tokens_tab.with_tokens(d[p["tokens_table"]], missing, special=True)
+        return tokens_tab.with_tokens(d[p["tokens_table"]], missing, special=True, lang=d[ctx.lang])
 
     p["add_missing"].click(add_missing, ctx.form(ctx.analysis), p["tokens_table"]).then(
-        ctx.run_analysis, ctx.form(), ctx.analysis_outputs(), show_progress="hidden"
+        **analysis, show_progress="hidden"
     )
+    p["use_own"].click(lambda d: own_template(d[ctx.analysis]), ctx.form(ctx.analysis), name).then(
+        **analysis, show_progress="hidden"
+    )
+    max_length = b.component("dataset.max_length")
+    p["raise_max_length"].click(
+        lambda a: ((a or {}).get("lengths") or {}).get("truncation", {}).get("suggest") or gr.skip(),
+        ctx.analysis,
+        max_length,
+    ).then(**analysis, show_progress="hidden")
 
 
-def info_and_warnings(ctx: Ctx, d: dict) -> tuple[str, str, Any]:
+def own_template(analysis: dict[str, Any] | None) -> Any:
+    a = analysis or {}
+    return a.get("family_template") or a.get("detected_template") or gr.skip()
+
+
+def info_and_warnings(ctx: Ctx, d: dict) -> tuple[Any, ...]:
+    """The model's facts and every warning about the model, template and records, each saying what the page
+    shows; and the buttons that apply their fixes."""
     lang, a = d[ctx.lang], d[ctx.analysis] or {}
+    hidden = gr.update(visible=False)
     if not a.get("ok"):
-        return "", "", gr.update(visible=False)
+        return "", "", hidden, hidden, hidden
+    config = config_from(d, ctx.binder)
+    if config is not None and a.get("key") not in (None, previews.key_of(config)):
+        return (gr.skip(),) * 5  # an analysis of a form changed since (a new model): its own result follows
+    sft = a.get("task", "sft") == "sft"
+    in_use = a.get("template") or i18n.t(lang, "template.no_template", task=a.get("task"))
     facts = [
         (i18n.t(lang, "template.model_type"), a.get("model_type") or "?"),
         (i18n.t(lang, "template.family"), a.get("family_name") or i18n.t(lang, "template.unknown")),
@@ -132,47 +167,79 @@ def info_and_warnings(ctx: Ctx, d: dict) -> tuple[str, str, Any]:
             a.get("detected_template") or i18n.t(lang, "template.none_detected"),
         ),
         (i18n.t(lang, "template.vocab"), f"{a.get('vocab_before', 0):,}"),
-        (i18n.t(lang, "template.in_use"), a.get("template") or "—"),
+        (i18n.t(lang, "template.in_use"), in_use),
     ]
-    info = charts.cards(facts)
-    warnings = []
-    instruct = d[ctx.parts["model_kind"]] == "instruct"
+    warnings = [] if sft else [i18n.t(lang, f"template.task_{a.get('task')}")]
     own = a.get("family_template") or a.get("detected_template")
-    if instruct and own and a.get("template") not in (own, "model"):
+    mismatch = (
+        sft and d[ctx.parts["model_kind"]] == "instruct" and own and a.get("template") not in (own, "model")
+    )
+    if mismatch:
         warnings.append(i18n.t(lang, "template.mismatch", own=own, picked=a.get("template")))
     missing = a.get("missing_template_tokens") or []
     if missing:
         warnings.append(i18n.t(lang, "template.missing_tokens", tokens=", ".join(missing)))
+    trunc = (a.get("lengths") or {}).get("truncation")
+    if trunc:
+        warnings.append(charts.truncation_text(trunc, lang))  # the words and counts of section 1
     for w in a.get("warnings") or []:
-        if "instruction-tuned with" in w or "which is not a token of this tokenizer" in w:
+        if any(said in w for said in SAID_ABOVE):
             continue  # said above, in the user's language and with the model kind taken into account
         warnings.append(i18n.problem(lang, w))
-    button = gr.update(visible=bool(missing), value=i18n.t(lang, "template.add_missing_n", n=len(missing)))
-    return info, charts.notes(warnings), button
+    buttons = (
+        gr.update(visible=bool(missing), value=i18n.t(lang, "template.add_missing_n", n=len(missing))),
+        gr.update(visible=bool(mismatch), value=i18n.t(lang, "template.use_own_named", own=own)),
+        gr.update(
+            visible=bool(trunc and trunc.get("suggest")),
+            value=i18n.t(lang, "template.raise_max_length_to", n=(trunc or {}).get("suggest")),
+        ),
+    )
+    return charts.cards(facts), charts.notes(warnings), *buttons
 
 
-def render(ctx: Ctx, d: dict) -> tuple[str, str, Any]:
+# Engine warnings the section says in its own words above (so never twice, nor in English on a Japanese page).
+SAID_ABOVE = (
+    "instruction-tuned with",
+    "which is not a token of this tokenizer",
+    "records are longer than dataset.max_length",
+)
+
+
+def render(ctx: Ctx, d: dict) -> tuple[Any, Any, Any]:
     lang, a = d[ctx.lang], d[ctx.analysis] or {}
+    asked = d[ctx.parts["record"]]
+    if not isinstance(asked, (int, float)):
+        return gr.skip(), gr.skip(), gr.skip()  # the number box is being typed in (empty): wait for a number
     config = config_from(d, ctx.binder)
     if not a.get("ok") or config is None:
         return f"<div class='tb-empty'>{charts.esc(i18n.t(lang, 'template.no_preview'))}</div>", "", gr.skip()
     try:
-        rec = previews.render_record(config, d[ctx.parts["record"]] or 0)
+        rec = previews.render_record(config, int(asked) - 1)
     except (templates.TemplateError, ValueError) as exc:
         return charts.notes([i18n.problem(lang, str(exc))], "error"), "", gr.skip()
-    stats = i18n.t(
-        lang,
-        "template.render_stats",
-        tokens=rec.get("tokens", 0),
-        loss=rec.get("loss_tokens", 0),
-        index=rec["index"] + 1,
-        count=rec["count"],
-    )
+    count = rec["count"]
+    slider = {"maximum": max(count, 2), "interactive": count > 1}
+    if rec["index"] + 1 != asked:
+        slider["value"] = rec["index"] + 1  # past the end (fewer records now): show where it is
+    return charts.token_pieces(rec["pieces"]), record_stats(rec, config, a, lang), gr.update(**slider)
+
+
+def record_stats(rec: dict[str, Any], config: cfg.Config, a: dict[str, Any], lang: str) -> str:
+    """Which record this is, its tokens and what carries loss, for the task; what the template adds."""
+    index, count, tokens = rec["index"] + 1, rec["count"], rec.get("tokens", 0)
+    stats = i18n.t(lang, "template.render_stats", index=index, count=count, tokens=tokens)
+    if config.task == "classification":
+        stats += " · " + i18n.t(lang, "template.classification_loss", label=rec.get("label") or "?")
+    elif config.task == "text":
+        stats += " · " + i18n.t(lang, "template.text_loss", loss=rec.get("loss_tokens", 0))
+    else:
+        stats += " · " + i18n.t(lang, "template.sft_loss", loss=rec.get("loss_tokens", 0))
     if rec.get("truncated"):
-        stats += " · " + i18n.t(lang, "template.truncated")
-    slider = gr.update(maximum=max(rec["count"] - 1, 1), value=rec["index"])
-    return (
-        charts.token_pieces(rec["pieces"]),
-        f"<div class='tb-render-stats'>{charts.esc(stats)}</div>",
-        slider,
-    )
+        stats += " · " + i18n.t(lang, "template.truncated", full=rec.get("full_tokens"), n=tokens)
+    notes = []
+    if config.task == "sft" and a.get("every_record"):
+        notes.append(
+            i18n.t(lang, "template.every_record", template=a.get("template"), text=a["every_record"])
+        )
+    out = f"<div class='tb-render-stats'>{charts.esc(stats)}</div>"
+    return out + (charts.notes(notes, "info") if notes else "")

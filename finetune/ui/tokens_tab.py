@@ -11,6 +11,8 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
+from finetune import config as cfg
+from finetune import preflight
 from finetune.ui import charts, i18n, previews
 from finetune.ui.context import Ctx, config_from
 
@@ -18,20 +20,29 @@ COLUMNS = ["token", "special"]
 SAMPLE_TEXT = "Hi, <user_name>! こんにちは。"
 
 
-def table(tokens: list[str], special: Any = True) -> pd.DataFrame:
+def table(tokens: list[str], special: Any = True, lang: str = i18n.DEFAULT_LANG) -> pd.DataFrame:
+    """The token table: a token and its special flag a row, headed in ``lang``."""
     flags = [special.get(t, True) if isinstance(special, dict) else bool(special) for t in tokens]
-    return pd.DataFrame({"token": tokens, "special": flags}, columns=COLUMNS)
+    return frame_of(list(zip(tokens, flags, strict=True)), lang)
+
+
+def frame_of(pairs: list[tuple[str, bool]], lang: str = i18n.DEFAULT_LANG) -> pd.DataFrame:
+    heads = [i18n.t(lang, f"tokens.col_{c}") for c in COLUMNS]
+    return pd.DataFrame([list(pair) for pair in pairs], columns=heads)
 
 
 def rows(value: Any) -> list[tuple[str, bool]]:
-    """(token, special) pairs from the table's value (a DataFrame, or the dict/list gradio may pass)."""
+    """(token, special) pairs from the table's value (a DataFrame, or the dict/list gradio may pass).
+
+    Read by position: the headers are in the page's language."""
     if value is None:
         return []
     if isinstance(value, dict):
-        value = pd.DataFrame(value.get("data") or [], columns=value.get("headers") or COLUMNS)
-    frame = value if isinstance(value, pd.DataFrame) else pd.DataFrame(value, columns=COLUMNS)
+        value = value.get("data") or []
+    records = value.values.tolist() if isinstance(value, pd.DataFrame) else list(value)
     out = []
-    for token, special in zip(frame.get("token", []), frame.get("special", []), strict=False):
+    for row in records:
+        token, special = (list(row) + [True, True])[:2]
         if isinstance(token, str) and token:
             out.append((token, special if isinstance(special, bool) else str(special).lower() == "true"))
     return out
@@ -52,16 +63,17 @@ def to_ui(config: dict[str, Any]) -> pd.DataFrame:
     return table(section.get("add") or [], section.get("special", True))
 
 
-def with_tokens(value: Any, new: list[str], special: bool) -> pd.DataFrame:
+def with_tokens(value: Any, new: list[str], special: bool, lang: str = i18n.DEFAULT_LANG) -> pd.DataFrame:
     pairs = rows(value)
     known = {t for t, _ in pairs}
     pairs += [(t, special) for t in dict.fromkeys(new) if t and t not in known]
-    return pd.DataFrame(pairs, columns=COLUMNS) if pairs else table([])
+    return frame_of(pairs, lang)
 
 
 def build(ctx: Ctx) -> None:
     b, tx, p = ctx.binder, ctx.texts, ctx.parts
     tx.add(gr.Markdown(i18n.t("en", "tokens.intro"), elem_classes=["tb-intro"]), value="tokens.intro")
+    p["tokens_note"] = gr.HTML(elem_id="tb-tokens-note")
     p["vocab_info"] = gr.HTML(elem_id="tb-vocab-info")
     with gr.Row(equal_height=False):
         with gr.Column(scale=1):
@@ -87,7 +99,6 @@ def build(ctx: Ctx) -> None:
             p["tokens_table"] = tx.add(
                 gr.Dataframe(
                     table(initial.get("add") or [], initial.get("special", True)),
-                    headers=COLUMNS,
                     datatype=["str", "bool"],
                     interactive=False,
                     label=i18n.t("en", "tokens.table"),
@@ -106,7 +117,14 @@ def build(ctx: Ctx) -> None:
             )
             with gr.Row():
                 p["remove_pick"] = tx.add(
-                    gr.Dropdown([], multiselect=True, label=i18n.t("en", "tokens.remove_pick"), scale=3),
+                    gr.Dropdown(
+                        initial.get("add") or [],
+                        value=[],
+                        multiselect=True,
+                        label=i18n.t("en", "tokens.remove_pick"),
+                        scale=3,
+                        elem_id="tb-remove-pick",
+                    ),
                     label="tokens.remove_pick",
                 )
                 p["remove"] = tx.add(
@@ -146,24 +164,42 @@ def wire(ctx: Ctx) -> None:
         if not token:
             return {p["new_token"]: gr.skip()}
         return {
-            p["tokens_table"]: with_tokens(d[p["tokens_table"]], [token], bool(d[p["new_special"]])),
+            p["tokens_table"]: with_tokens(
+                d[p["tokens_table"]], [token], bool(d[p["new_special"]]), d[ctx.lang]
+            ),
             p["new_token"]: "",
         }
 
-    def remove(d: dict) -> pd.DataFrame:
-        drop = set(d[p["remove_pick"]] or [])
-        kept = [pair for pair in rows(d[p["tokens_table"]]) if pair[0] not in drop]
-        return pd.DataFrame(kept, columns=COLUMNS) if kept else table([])
+    def remove(d: dict) -> dict:
+        # The picked tokens, or else the one typed in the new-token box (a person types the name).
+        drop = set(d[p["remove_pick"]] or []) or {(d[p["new_token"]] or "").strip()}
+        pairs = rows(d[p["tokens_table"]])
+        kept = [pair for pair in pairs if pair[0] not in drop]
+        typed_gone = len(kept) < len(pairs) and not d[p["remove_pick"]]
+        left = frame_of(kept, d[ctx.lang])
+        return {p["tokens_table"]: left, p["new_token"]: "" if typed_gone else gr.skip()}
 
     inputs = ctx.form(p["new_token"], p["new_special"], p["remove_pick"])
     gr.on(
         [p["add_token"].click, p["new_token"].submit], add, inputs, [p["tokens_table"], p["new_token"]]
     ).then(**then_analyze)
-    p["remove"].click(remove, inputs, p["tokens_table"]).then(**then_analyze)
-    p["tokens_table"].change(
+    p["remove"].click(remove, inputs, [p["tokens_table"], p["new_token"]]).then(**then_analyze)
+    # Whatever changed the table (an edit here, a reload, a new dataset), the remove list shows its tokens.
+    gr.on(
+        [p["tokens_table"].change, ctx.analysis.change],
         lambda v: gr.update(choices=[t for t, _ in rows(v)], value=[]),
         p["tokens_table"],
         p["remove_pick"],
+        show_progress="hidden",
+    )
+    ctx.lang.change(  # the headers in the new language, the same rows
+        lambda v, lang: frame_of(rows(v), lang), [p["tokens_table"], ctx.lang], p["tokens_table"]
+    )
+    gr.on(
+        [ctx.analysis.change, ctx.lang.change],
+        lambda d: task_note(ctx, d),
+        ctx.form(),
+        p["tokens_note"],
         show_progress="hidden",
     )
 
@@ -186,10 +222,20 @@ def wire(ctx: Ctx) -> None:
         lambda d: scan(ctx, d), ctx.form(ctx.analysis), [p["scan_result"], p["scan_add"], p["scan_found"]]
     )
     p["scan_add"].click(
-        lambda d: with_tokens(d[p["tokens_table"]], d[p["scan_found"]], True),
+        lambda d: with_tokens(d[p["tokens_table"]], d[p["scan_found"]], True, d[ctx.lang]),
         ctx.form(p["scan_found"]),
         p["tokens_table"],
     ).then(**then_analyze)
+
+
+def task_note(ctx: Ctx, d: dict) -> str:
+    """For a task that adds no tokens (classification): the table is kept for when the task changes back."""
+    task = d[ctx.binder.component("task")]
+    kept = rows(d[ctx.parts["tokens_table"]])
+    if "tokens.add" not in cfg.UNUSED_BY_TASK.get(task, ()):
+        return ""
+    key = "tokens.unused_by_task_kept" if kept else "tokens.unused_by_task"
+    return charts.notes([i18n.t(d[ctx.lang], key, task=task, n=len(kept))], "info")
 
 
 def vocab_info(ctx: Ctx, d: dict) -> str:
@@ -235,7 +281,8 @@ def scan(ctx: Ctx, d: dict) -> tuple[str, Any, list[str]]:
     found = previews.scan_token_like(config)
     if not found:
         return (
-            f"<div class='tb-empty'>{charts.esc(i18n.t(lang, 'tokens.scan_none'))}</div>",
+            f"<div class='tb-empty'>{charts.esc(i18n.t(lang, 'tokens.scan_none'))}</div>"
+            + unused(config, lang),
             gr.update(visible=False),
             [],
         )
@@ -250,4 +297,17 @@ def scan(ctx: Ctx, d: dict) -> tuple[str, Any, list[str]]:
     )
     missing = [f["token"] for f in found if f["missing"]]
     button = gr.update(visible=bool(missing), value=i18n.t(lang, "tokens.scan_add_n", n=len(missing)))
-    return f"<table class='tb-table'><tr>{head}</tr>{body}</table>", button, missing
+    return (
+        f"<table class='tb-table'><tr>{head}</tr>{body}</table>{unused(config, lang)}",
+        button,
+        missing,
+    )
+
+
+def unused(config: cfg.Config, lang: str) -> str:
+    """The tokens in the table that the data never contains: their new rows would learn nothing."""
+    never = preflight.unused_tokens(previews.checked(config))
+    if not never:
+        return ""
+    text = i18n.t(lang, "tokens.unused", tokens=", ".join(never), n=preflight.UNUSED_SCAN)
+    return charts.notes([text], "warn")

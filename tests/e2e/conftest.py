@@ -14,7 +14,10 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import free_port
@@ -108,6 +111,36 @@ class ConfigWatch:
         self.stop.set()
         self.thread.join(self.client.timeout.read or 60)
         self.client.close()
+
+
+@contextmanager
+def running_app(
+    tmp_path_factory: pytest.TempPathFactory, name: str, **extra: str
+) -> Iterator[tuple[str, Path]]:
+    """A test module's own app over a fresh data directory: yields (url, home); stops it and its runs."""
+    home = tmp_path_factory.mktemp(f"{name}-home")
+    proc, url = start_app(home, home.parent / f"{name}-app.log", **extra)
+    try:
+        yield url, home
+    finally:
+        stop_app(proc)
+        _stop_runs(home)
+
+
+@contextmanager
+def opened(browser: Any, url: str, timeout: float = 60_000) -> Iterator[Any]:
+    """A new page on ``url`` with an English browser, once the demo's first analysis is on screen."""
+    from playwright.sync_api import expect
+
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, locale="en-US")
+    page = context.new_page()
+    page.set_default_timeout(timeout)
+    page.goto(url)
+    try:
+        expect(page.get_by_text("300 training records")).to_be_visible(timeout=timeout)
+        yield page
+    finally:
+        context.close()
 
 
 def stop_app(proc: subprocess.Popen) -> None:

@@ -301,6 +301,8 @@ def test_japanese_interface_and_errors_next_to_the_field(page: Page, shot) -> No
 
 def test_the_form_survives_a_reload_and_resets_to_the_demo(page: Page) -> None:
     page.reload()
+    expect(page.get_by_role("spinbutton", name="Learning rate")).to_be_visible()  # the section it was on
+    open_tab(page, "dataset")
     expect(page.locator("#tb-preview")).to_contain_text("返品はできますか")  # still the uploaded CSV
     expect(page.get_by_text("40 training records")).to_be_visible()
     page.locator("#tb-reset").click()

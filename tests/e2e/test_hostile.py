@@ -15,7 +15,7 @@ import time
 import pytest
 from playwright.sync_api import Page, expect
 
-from e2e.conftest import ConfigWatch, start_app, stop_app
+from e2e.conftest import ConfigWatch, running_app
 from e2e.test_dashboard import open_tab, pick
 
 PASSWORD = "tuneboard-hostile-test"
@@ -35,13 +35,9 @@ SAYS = {
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory):
-    home = tmp_path_factory.mktemp("hostile-home")
-    log = home.parent / "hostile-app.log"
-    proc, url = start_app(home, log, TUNEBOARD_AUTH=f"eve:{PASSWORD}", HF_TOKEN=TOKEN)
-    try:
+    env = {"TUNEBOARD_AUTH": f"eve:{PASSWORD}", "HF_TOKEN": TOKEN}
+    with running_app(tmp_path_factory, "hostile", **env) as (url, _):
         yield url
-    finally:
-        stop_app(proc)
 
 
 @pytest.fixture(scope="module")

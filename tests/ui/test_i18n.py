@@ -12,7 +12,7 @@ import pytest
 
 from finetune.ui import i18n
 
-JA_ONLY = ("validation", "engine_errors")  # Japanese translates engine text; English shows it as is
+JA_ONLY = ("validation", "engine_errors", "presets")  # translate English kept in the engine or presets
 
 
 def flat(node, prefix=""):
@@ -88,3 +88,14 @@ def test_pick_lang() -> None:
     assert i18n.pick_lang("ja") == "ja"
     assert i18n.pick_lang("", "ja-JP,ja;q=0.9,en;q=0.8") == "ja"
     assert i18n.pick_lang(None, "de-DE,fr;q=0.5") == "en"
+
+
+def test_every_bundled_preset_has_a_japanese_name_and_description() -> None:
+    from finetune import presets
+
+    for name in presets.names("hparams"):
+        for part in ("name", "description"):
+            english = i18n.preset_text("en", "hparams", name, part)
+            japanese = i18n.preset_text("ja", "hparams", name, part)
+            assert english == presets.load("hparams", name)[part]  # English is the preset file's own
+            assert japanese != english and re.search(r"[\u3040-\u30ff\u4e00-\u9fff]", japanese), (name, part)

@@ -81,5 +81,5 @@ def test_html_views_escape_user_text() -> None:
         "histogram": {"edges": [0, 100, 200, 300], "counts": [1, 1, 1]},
     }
     svg = charts.histogram(stats, 256, "en")
-    assert "tb-maxline" in svg and "max_length 256" in svg and "1 record(s) are longer" in svg
+    assert "tb-maxline" in svg and "max_length 256" in svg and "1 of 3 records are longer" in svg
     assert "tb-bar over" in svg  # the bar past max_length is marked
