@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # whatever the shell says: the page never phones home
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -27,7 +26,9 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=port, help="port (default 7860 or $GRADIO_SERVER_PORT)")
     parser.add_argument("--share", action="store_true", help="also open a gradio.live link (default off)")
     args = parser.parse_args()
-    home = Path(os.environ.get("TUNEBOARD_HOME", "tuneboard_home")).resolve()
+    from finetune import paths  # the engine's data-directory default ($TUNEBOARD_HOME, else ./tuneboard_home)
+
+    home = paths.home().resolve()
     os.environ["TUNEBOARD_HOME"] = str(home)  # the training processes see the same data directory
     home.mkdir(parents=True, exist_ok=True)
 

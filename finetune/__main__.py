@@ -1,13 +1,17 @@
-"""Tuneboard's command line: the same YAML the dashboard writes, without the dashboard.
+"""Tuneboard's command line: every verb, on the same YAML the dashboard writes.
 
     python -m finetune train CONFIG.yaml [--section.key VALUE ...] [--run-dir DIR] [--resume]
-    python -m finetune plan CONFIG.yaml [--section.key VALUE ...]
+    python -m finetune plan CONFIG.yaml [--section.key VALUE ...] [--json] [--explain [--lang ja]]
     python -m finetune render --template NAME [--bos TOKEN] < messages.json
     python -m finetune tokens CONFIG.yaml --text "Hello, <user_name>!"
-    python -m finetune presets
+    python -m finetune presets | schema | builtin [NAME]
+    python -m finetune start CONFIG.yaml [--home DIR]      # queue a background job (as Start in the page)
+    python -m finetune stop | cancel | resume | check RUN_DIR
+    python -m finetune queue | supervise | runs [--home DIR]
 
 Overrides use the config's dotted keys: ``--training.learning_rate 1e-4 --dataset.path data.csv``.
-Bad input exits with status 2 and one message per problem, naming the field.
+Bad input (any finetune.errors.TuneboardError) exits with status 2 and one message per problem, naming the
+field.
 """
 
 from __future__ import annotations
@@ -18,8 +22,10 @@ import os
 import sys
 from pathlib import Path
 
+from finetune import builtin, explain, jobs, model, paths, plan, presets, runs, scheduler, templates, tokens
 from finetune import config as cfg
-from finetune import presets
+from finetune import status as st
+from finetune.errors import ConfigError, JobError, TuneboardError
 
 EXIT_BAD_INPUT = 2
 
@@ -64,6 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     plan.add_argument("config", type=Path, help="YAML config")
     plan.add_argument("--json", action="store_true", help="print the step arithmetic as JSON (default: text)")
+    plan.add_argument(
+        "--explain", action="store_true", help="then explain every field in plain words (default: off)"
+    )
+    plan.add_argument(
+        "--lang", choices=explain.LANGS, default="en", help="language of --explain (default: en)"
+    )
 
     render = sub.add_parser("render", help="render JSON chat messages from stdin with a template")
     render.add_argument(
@@ -83,27 +95,45 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("presets", help="list the presets (templates, model families, hyperparameter sets)")
     sub.add_parser("schema", help="print the config keys as a Markdown table (the README's reference)")
+    built = sub.add_parser("builtin", help="build a tiny local model (cached) and print its folder")
+    built.add_argument("name", nargs="?", default="tiny-llama", help="tiny-llama or tiny-gemma")
+    _job_parsers(sub)
     return parser
+
+
+def _job_parsers(sub: argparse._SubParsersAction) -> None:
+    """The background-job verbs (finetune/jobs.py, finetune/scheduler.py)."""
+    home = {"type": Path, "default": paths.home(), "help": "data directory (default: $TUNEBOARD_HOME)"}
+    start = sub.add_parser("start", help="validate a config and queue it (starts at once if a slot is free)")
+    start.add_argument("config", type=Path)
+    start.add_argument("--home", **home)
+    for name, text in [
+        ("stop", "stop a run with a checkpoint (a queued run is cancelled)"),
+        ("cancel", "take a queued run out of the queue"),
+        ("resume", "queue a stopped or failed run again, from its last complete checkpoint"),
+        ("check", "reconcile a run's status with its process and print it"),
+    ]:
+        sub.add_parser(name, help=text).add_argument("run_dir", type=Path)
+    for name, text in [
+        ("queue", "list the queued runs, first to start first"),
+        ("supervise", "reconcile runs and start queued ones until Ctrl-C (what the dashboard does)"),
+        ("runs", "one line per run: id, state, start, duration, final loss"),
+    ]:
+        sub.add_parser(name, help=text).add_argument("--home", **home)
 
 
 def main(argv: list[str] | None = None) -> int:
     args, rest = build_parser().parse_known_args(argv)
+    if rest and args.command not in TAKES_OVERRIDES:
+        build_parser().error(f"{args.command} takes no --section.key overrides: {' '.join(rest)}")
     try:
         return COMMANDS[args.command](args, rest)
-    except Exception as exc:  # noqa: BLE001 - engine errors become one clear message, not a traceback
-        if not isinstance(exc, known_errors()):
-            raise
+    except TuneboardError as exc:  # bad input: one clear message, not a traceback
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
 
-def known_errors() -> tuple[type, ...]:
-    """Errors that mean "bad input, here is why": printed as one line, never as a traceback."""
-    from finetune import data, jobs, model, templates, tokens
-    from finetune.preflight import PreflightError
-
-    return (cfg.ConfigError, PreflightError, presets.PresetError, data.DataError, model.ModelError,
-            templates.TemplateError, tokens.TokenError, jobs.JobError)  # fmt: skip
+TAKES_OVERRIDES = ("train", "plan", "tokens")
 
 
 def _load(args: argparse.Namespace, rest: list[str]) -> cfg.Config:
@@ -111,7 +141,7 @@ def _load(args: argparse.Namespace, rest: list[str]) -> cfg.Config:
 
 
 def cmd_train(args: argparse.Namespace, rest: list[str]) -> int:
-    from finetune import train
+    from finetune import train  # torch and the trainers: only this verb needs them
 
     run_dir = args.run_dir
     if args.resume and run_dir is None:
@@ -123,35 +153,28 @@ def cmd_train(args: argparse.Namespace, rest: list[str]) -> int:
 
 def _refuse_busy(run_dir: Path) -> None:
     """Two trainers must never write one run directory: refuse a run that is live or queued."""
-    from finetune import jobs
-    from finetune import status as st
-
     state = jobs.reconcile(run_dir).get("state") if (run_dir / "status.json").is_file() else None
     if st.is_active({"state": state}):
-        raise jobs.JobError(
-            f"run {run_dir.name} is {state}: stop or cancel it first (python -m finetune.jobs stop {run_dir})"
-        )
+        fix = f"stop or cancel it first (python -m finetune stop {run_dir})"
+        raise JobError(f"run {run_dir.name} is {state}: {fix}")
 
 
 def cmd_plan(args: argparse.Namespace, rest: list[str]) -> int:
-    from finetune import plan
-
-    rep = plan.report(_load(args, rest))
+    config = _load(args, rest)
+    rep = plan.report(config)
     print(json.dumps(rep["steps"].as_dict(), indent=1) if args.json else plan.format_report(rep))
+    if args.explain:
+        print("\n" + "\n\n".join(explain.paragraphs(config, args.lang)))
     return 0
 
 
 def cmd_render(args: argparse.Namespace, rest: list[str]) -> int:
-    from finetune import templates
-
-    if rest:
-        raise cfg.ConfigError([("", f"render takes no overrides: {' '.join(rest)}")])
     try:
         messages = json.loads(sys.stdin.read())
     except json.JSONDecodeError as exc:
-        raise cfg.ConfigError([("stdin", f"not JSON: {exc}")]) from None
+        raise ConfigError([("stdin", f"not JSON: {exc}")]) from None
     if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
-        raise cfg.ConfigError([("stdin", 'expected a JSON list of {"role": ..., "content": ...} objects')])
+        raise ConfigError([("stdin", 'expected a JSON list of {"role": ..., "content": ...} objects')])
     text = templates.render(
         templates.load(args.template),
         messages,
@@ -165,8 +188,6 @@ def cmd_render(args: argparse.Namespace, rest: list[str]) -> int:
 
 
 def cmd_tokens(args: argparse.Namespace, rest: list[str]) -> int:
-    from finetune import model, tokens
-
     config = _load(args, rest)
     before = model.load_tokenizer(config.model)
     after = model.load_tokenizer(config.model)
@@ -195,13 +216,57 @@ def cmd_schema(args: argparse.Namespace, rest: list[str]) -> int:
 
 
 def schema_markdown() -> str:
-    rows = ["| key | default | meaning |", "| --- | --- | --- |"]
+    rows = ["| key | default | meaning | in plain words |", "| --- | --- | --- | --- |"]
     for path, desc, default in cfg.describe_fields():
-        rows.append(f"| `{path}` | `{default!r}` | {desc.replace('|', '/')} |")
+        plain = explain.entry(path).get("what", "")
+        rows.append(f"| `{path}` | `{default!r}` | {_cell(desc)} | {_cell(plain)} |")
     rows.append(
-        "| `training.<any TrainingArguments / SFTConfig field>` | library default | passed through as is |"
+        "| `training.<any TrainingArguments / SFTConfig field>` | library default | passed through as is | |"
     )
     return "\n".join(rows) + "\n"
+
+
+def cmd_builtin(args: argparse.Namespace, rest: list[str]) -> int:
+    print(builtin.resolve(f"builtin:{args.name}"))
+    return 0
+
+
+def cmd_start(args: argparse.Namespace, rest: list[str]) -> int:
+    print(scheduler.submit(cfg.load(args.config), runs.runs_root(args.home)))
+    return 0
+
+
+def cmd_job(args: argparse.Namespace, rest: list[str]) -> int:
+    """stop | cancel | resume | check RUN_DIR: the run's status afterwards, as JSON."""
+    action = {
+        "stop": lambda d: scheduler.stop(d, wait=120.0),
+        "cancel": scheduler.cancel,
+        "resume": scheduler.resume,
+        "check": jobs.reconcile,
+    }[args.command]
+    print(json.dumps(action(args.run_dir.resolve()), indent=1, ensure_ascii=False))
+    return 0
+
+
+def cmd_queue(args: argparse.Namespace, rest: list[str]) -> int:
+    print("\n".join(scheduler.queue(runs.runs_root(args.home))))
+    return 0
+
+
+def cmd_supervise(args: argparse.Namespace, rest: list[str]) -> int:
+    return scheduler.supervise_forever(runs.runs_root(args.home))
+
+
+def cmd_runs(args: argparse.Namespace, rest: list[str]) -> int:
+    for run in runs.list_runs(runs.runs_root(args.home)):
+        loss = f"{run.final_loss:.4f}" if run.final_loss is not None else "-"
+        took = runs.clock(run.duration)
+        print(f"{run.id:<40} {run.state:<9} {run.started_at or '-':<26} {took:>8} {loss}")
+    return 0
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "/").replace("\n", " ")
 
 
 COMMANDS = {
@@ -211,6 +276,12 @@ COMMANDS = {
     "render": cmd_render,
     "tokens": cmd_tokens,
     "presets": cmd_presets,
+    "builtin": cmd_builtin,
+    "start": cmd_start,
+    **dict.fromkeys(("stop", "cancel", "resume", "check"), cmd_job),
+    "queue": cmd_queue,
+    "supervise": cmd_supervise,
+    "runs": cmd_runs,
 }
 
 if __name__ == "__main__":

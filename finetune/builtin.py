@@ -1,6 +1,6 @@
 """Tiny models built on the spot, so demos and tests train for real without downloading anything.
 
-    python -m finetune.builtin tiny-llama      # prints the folder it built (cached)
+    python -m finetune builtin tiny-llama      # prints the folder it built (cached)
 
 ``builtin:tiny-llama`` is Llama-shaped with untied embeddings and Llama 3.1's chat format;
 ``builtin:tiny-gemma`` is Gemma-2-shaped with tied embeddings and Gemma 2's chat format. Each has a
@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import sys
 from pathlib import Path
 
 PRESETS = Path(__file__).resolve().parent.parent / "presets"
@@ -143,7 +142,3 @@ def _corpus_hash() -> str:
     for path in [*_corpus_files(), *sorted((PRESETS / "templates").glob("*.jinja"))]:
         digest.update(path.name.encode() + path.read_bytes())
     return digest.hexdigest()[:10]
-
-
-if __name__ == "__main__":
-    print(resolve("builtin:" + (sys.argv[1] if len(sys.argv) > 1 else "tiny-llama")))

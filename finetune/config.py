@@ -15,6 +15,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import functools
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
@@ -29,24 +31,9 @@ from pydantic import (
     model_validator,
 )
 
-from finetune import presets
+from finetune import presets, redact
+from finetune.errors import ConfigError, FieldProblem, PresetError, Problem
 from finetune.presets import load_yaml
-
-
-class ConfigError(ValueError):
-    """Bad configuration: ``problems`` holds (field path, message) pairs so a form can place each one."""
-
-    def __init__(self, problems: list[tuple[str, str]]):
-        self.problems = problems
-        super().__init__("\n".join(f"{path}: {msg}" if path else msg for path, msg in problems))
-
-
-class FieldProblem(ValueError):
-    """Raised inside a validator to name the exact field at fault (pydantic would report the section)."""
-
-    def __init__(self, field: str, message: str):
-        self.field = field
-        super().__init__(message)
 
 
 class Section(BaseModel):
@@ -56,35 +43,58 @@ class Section(BaseModel):
 class ModelConfig(Section):
     name_or_path: str = Field(
         "builtin:tiny-llama",
+        title="Model",
         description="Local folder or Hub id of the model to tune. "
         "'builtin:tiny-llama' / 'builtin:tiny-gemma' "
         "are tiny models Tuneboard builds locally for demos and tests.",
     )
-    revision: str | None = Field(None, description="Hub branch, tag or commit to load (Hub ids only).")
+    revision: str | None = Field(
+        None, title="Revision", description="Hub branch, tag or commit to load (Hub ids only)."
+    )
     dtype: Literal["auto", "bf16", "fp16", "fp32"] = Field(
-        "auto", description="Weights dtype when loading: auto = bf16 on a GPU that supports it, else fp32."
+        "auto",
+        title="Weights dtype",
+        description="Weights dtype when loading: auto = bf16 on a GPU that supports it, else fp32.",
     )
     attn_implementation: str | None = Field(
-        None, description="Attention kernel: eager, sdpa or flash_attention_2. Empty = transformers' choice."
+        None,
+        title="Attention kernel",
+        description="Attention kernel: eager, sdpa or flash_attention_2. Empty = transformers' choice.",
     )
     trust_remote_code: bool = Field(
-        False, description="Run Python code shipped with the model. Only for models whose authors you trust."
+        False,
+        title="Trust remote code",
+        description="Run Python code shipped with the model. Only for models whose authors you trust.",
     )
     family: str | None = Field(
-        None, description="Model family preset (presets/models). Empty = detected from the model's config."
+        None,
+        title="Family",
+        description="Model family preset (presets/models). Empty = detected from the model's config.",
     )
 
 
 class ColumnMap(Section):
-    messages: str | None = Field(None, description="Column with a list of chat messages (role/content).")
-    system: str | None = Field(None, description="Column with a per-record system prompt.")
-    prompt: str | None = Field(None, description="Column with the prompt / user turn.")
-    completion: str | None = Field(None, description="Column with the completion / assistant turn.")
-    instruction: str | None = Field(None, description="Alpaca instruction column.")
-    input: str | None = Field(None, description="Alpaca input (context) column.")
-    output: str | None = Field(None, description="Alpaca output column.")
-    text: str | None = Field(None, description="Column with plain text (task text or classification).")
-    label: str | None = Field(None, description="Column with the class label (classification).")
+    messages: str | None = Field(
+        None, title="messages column", description="Column with a list of chat messages (role/content)."
+    )
+    prompt: str | None = Field(None, title="prompt column", description="Column with the prompt / user turn.")
+    completion: str | None = Field(
+        None, title="completion column", description="Column with the completion / assistant turn."
+    )
+    instruction: str | None = Field(
+        None, title="instruction column", description="Alpaca instruction column."
+    )
+    input: str | None = Field(None, title="input column", description="Alpaca input (context) column.")
+    output: str | None = Field(None, title="output column", description="Alpaca output column.")
+    text: str | None = Field(
+        None, title="text column", description="Column with plain text (task text or classification)."
+    )
+    label: str | None = Field(
+        None, title="label column", description="Column with the class label (classification)."
+    )
+    system: str | None = Field(
+        None, title="system column", description="Column with a per-record system prompt."
+    )
 
 
 Layout = Literal["auto", "messages", "alpaca", "prompt_completion", "text", "classification"]
@@ -93,52 +103,83 @@ Layout = Literal["auto", "messages", "alpaca", "prompt_completion", "text", "cla
 class DatasetConfig(Section):
     path: str = Field(
         "builtin:sample-chat",
+        title="Data path or id",
         description="A CSV/TSV/JSON/JSONL/Parquet file, a Hub dataset id ('org/name'), or "
         "'builtin:NAME' for a sample bundled under presets/data.",
     )
     format: Literal["auto", "csv", "tsv", "json", "jsonl", "parquet", "txt", "hub"] = Field(
-        "auto", description="File format; auto = from the file extension (a non-file is a Hub id)."
+        "auto",
+        title="Format",
+        description="File format; auto = from the file extension (a non-file is a Hub id).",
     )
-    layout: Layout = Field("auto", description="How records are laid out; auto = detected from the columns.")
+    layout: Layout = Field(
+        "auto", title="Layout", description="How records are laid out; auto = detected from the columns."
+    )
     columns: ColumnMap = Field(default_factory=ColumnMap, description="Which column plays which role.")
-    subset: str | None = Field(None, description="Hub dataset configuration name, if it has several.")
-    split: str = Field("train", description="Hub dataset split to train on.")
+    subset: str | None = Field(
+        None, title="Subset", description="Hub dataset configuration name, if it has several."
+    )
+    split: str = Field("train", title="Split", description="Hub dataset split to train on.")
     validation_split: float = Field(
-        0.0, ge=0.0, lt=1.0, description="Fraction of records held out for evaluation (0 = none)."
+        0.0,
+        title="Held out for evaluation",
+        ge=0.0,
+        lt=1.0,
+        description="Fraction of records held out for evaluation (0 = none).",
     )
     max_length: int = Field(
-        1024, ge=8, description="Longest record in tokens after templating; longer records are truncated."
+        1024,
+        title="max_length (tokens)",
+        ge=8,
+        description="Longest record in tokens after templating; longer records are truncated.",
     )
-    max_records: int | None = Field(None, ge=1, description="Use only the first N records (quick trials).")
+    max_records: int | None = Field(
+        None,
+        title="Use only the first N records",
+        ge=1,
+        description="Use only the first N records (quick trials); unset = all (0 in the page).",
+    )
 
 
 class TemplateConfig(Section):
     name: str = Field(
         "auto",
+        title="Template",
         description="Prompt format: a preset id (presets/templates), 'model' = the tokenizer's own chat "
         "template, 'custom' = the Jinja below, 'auto' = the model family's template, else the model's own.",
     )
-    custom: str | None = Field(None, description="Jinja chat template used when name is 'custom'.")
-    system_prompt: str | None = Field(None, description="System message added to records that have none.")
+    custom: str | None = Field(
+        None, title="Custom Jinja template", description="Jinja chat template used when name is 'custom'."
+    )
+    system_prompt: str | None = Field(
+        None, title="System prompt", description="System message added to records that have none."
+    )
     train_on: Literal["assistant", "all"] = Field(
-        "assistant", description="Which tokens carry loss: only assistant replies, or the whole conversation."
+        "assistant",
+        title="Train on",
+        description="Which tokens carry loss: only assistant replies, or the whole conversation.",
     )
 
 
 class TokensConfig(Section):
-    add: list[str] = Field(default_factory=list, description="New tokens to add to the vocabulary.")
+    add: list[str] = Field(
+        title="Tokens to add", default_factory=list, description="New tokens to add to the vocabulary."
+    )
     special: bool | dict[str, bool] = Field(
         True,
+        title="Special tokens",
         description="Add as special tokens (never split, skipped when decoding with skip_special_tokens): "
         "true/false for all, or a mapping token -> bool.",
     )
     init: Literal["mean_of_pieces", "mean"] = Field(
         "mean_of_pieces",
+        title="New rows start as",
         description="New embedding rows start as the mean of the pieces the token used to split into, or the "
         "mean of all rows.",
     )
     pad: Literal["auto", "add", "eos"] = Field(
         "auto",
+        title="Pad token",
         description="Pad token: auto = keep the model's own pad if it differs from EOS, else add '<|pad|>'; "
         "eos = reuse EOS (can stop the model from learning to end).",
     )
@@ -162,11 +203,23 @@ class TokensConfig(Section):
 
 
 class LoraConfig(Section):
-    r: int = Field(16, ge=1, le=1024, description="LoRA rank: size of the low-rank update (peft `r`).")
-    lora_alpha: int = Field(32, ge=1, description="LoRA scaling numerator; the update is scaled by alpha/r.")
-    lora_dropout: float = Field(0.05, ge=0.0, lt=1.0, description="Dropout on the LoRA branch.")
+    r: int = Field(
+        16,
+        title="LoRA rank (r)",
+        ge=1,
+        le=1024,
+        description="LoRA rank: size of the low-rank update (peft `r`).",
+    )
+    lora_alpha: int = Field(
+        32, title="LoRA alpha", ge=1, description="LoRA scaling numerator; the update is scaled by alpha/r."
+    )
+    lora_dropout: float = Field(
+        0.05, title="LoRA dropout", ge=0.0, lt=1.0, description="Dropout on the LoRA branch."
+    )
     target_modules: str | list[str] = Field(
-        "all-linear", description="Modules that get adapters: 'all-linear' or a list of module names."
+        "all-linear",
+        title="Target modules",
+        description="Modules that get adapters: 'all-linear' or a list of module names.",
     )
 
 
@@ -175,55 +228,103 @@ class TrainingConfig(BaseModel):
 
     model_config = ConfigDict(extra="allow", validate_assignment=True)
 
-    num_train_epochs: float | None = Field(None, gt=0, description="Passes over the training data.")
-    max_steps: int | None = Field(None, description="Stop after this many optimizer steps (-1 = use epochs).")
-    per_device_train_batch_size: int | None = Field(
-        None, ge=1, description="Records per micro-batch per GPU."
+    num_train_epochs: float | None = Field(
+        None, title="Epochs", gt=0, description="Passes over the training data."
     )
-    per_device_eval_batch_size: int | None = Field(None, ge=1, description="Records per evaluation batch.")
+    max_steps: int | None = Field(
+        None, title="Max steps", description="Stop after this many optimizer steps; -1 = run the epochs."
+    )
+    per_device_train_batch_size: int | None = Field(
+        None, title="Batch size", ge=1, description="Records per micro-batch per GPU."
+    )
+    per_device_eval_batch_size: int | None = Field(
+        None, title="Eval batch size", ge=1, description="Records per evaluation batch."
+    )
     gradient_accumulation_steps: int | None = Field(
-        None, ge=1, description="Micro-batches summed before each optimizer update (bigger effective batch)."
+        None,
+        title="Gradient accumulation",
+        ge=1,
+        description="Micro-batches summed before each optimizer update (bigger effective batch).",
     )
     gradient_checkpointing: bool | None = Field(
-        None, description="Recompute activations in the backward pass: less memory, ~30% slower."
+        None,
+        title="Gradient checkpointing",
+        description="Recompute activations in the backward pass: less memory, ~30% slower.",
     )
-    optim: str | None = Field(None, description="Optimizer, e.g. adamw_torch_fused, adamw_8bit, sgd.")
-    learning_rate: float | None = Field(None, gt=0, le=1, description="Peak learning rate.")
-    weight_decay: float | None = Field(None, ge=0, description="Decoupled weight decay (AdamW).")
+    optim: str | None = Field(
+        None, title="Optimizer", description="Optimizer, e.g. adamw_torch_fused, adamw_8bit, sgd."
+    )
+    learning_rate: float | None = Field(
+        None, title="Learning rate", gt=0, le=1, description="Peak learning rate."
+    )
+    weight_decay: float | None = Field(
+        None, title="Weight decay", ge=0, description="Decoupled weight decay (AdamW)."
+    )
     lr_scheduler_type: str | None = Field(
-        None, description="Learning-rate schedule after warmup: linear, cosine, constant, ..."
+        None,
+        title="LR schedule",
+        description="Learning-rate schedule after warmup: linear, cosine, constant, ...",
     )
+    # transformers 5 folded warmup_ratio into warmup_steps (a value below 1 is a ratio): effective.py does so.
     warmup_ratio: float | None = Field(
         None,
+        title="Warmup ratio",
         ge=0,
         lt=1,
-        description="Fraction of optimizer steps spent warming up. transformers 5 folded this into "
-        "warmup_steps (a value below 1 is a ratio); Tuneboard passes it that way.",
+        description="Fraction of the optimizer steps spent warming the learning rate up from 0.",
     )
-    warmup_steps: float | None = Field(None, ge=0, description="Warmup length in optimizer steps.")
+    warmup_steps: float | None = Field(
+        None, title="Warmup steps", ge=0, description="Warmup length in optimizer steps."
+    )
     max_grad_norm: float | None = Field(
-        None, ge=0, description="Clip gradients to this norm (0 = no clipping)."
+        None, title="Max grad norm", ge=0, description="Clip gradients to this norm (0 = no clipping)."
     )
     bf16: bool | None = Field(
-        None, description="bfloat16 mixed precision. Unset = on where the GPU supports it, off on CPU."
+        None,
+        title="bf16",
+        description="bfloat16 mixed precision. Unset = on where the GPU supports it, off on CPU.",
     )
-    fp16: bool | None = Field(None, description="float16 mixed precision (older GPUs without bf16).")
-    tf32: bool | None = Field(None, description="TensorFloat-32 matmuls on Ampere+ GPUs.")
-    logging_steps: float | None = Field(None, gt=0, description="Log loss every N steps.")
+    fp16: bool | None = Field(
+        None, title="fp16", description="float16 mixed precision (older GPUs without bf16)."
+    )
+    tf32: bool | None = Field(None, title="tf32", description="TensorFloat-32 matmuls on Ampere+ GPUs.")
+    logging_steps: float | None = Field(
+        None, title="Log every N steps", gt=0, description="Log loss every N steps."
+    )
     save_strategy: Literal["no", "steps", "epoch", "best"] | None = Field(
-        None, description="When to save checkpoints."
+        None, title="Save checkpoints", description="When to save checkpoints."
     )
     save_steps: float | None = Field(
-        None, gt=0, description="Checkpoint every N steps (save_strategy=steps)."
+        None, title="Save every N steps", gt=0, description="Checkpoint every N steps (save_strategy=steps)."
     )
-    save_total_limit: int | None = Field(None, ge=1, description="Keep at most N checkpoints.")
-    eval_strategy: Literal["no", "steps", "epoch"] | None = Field(None, description="When to evaluate.")
-    eval_steps: float | None = Field(None, gt=0, description="Evaluate every N steps (eval_strategy=steps).")
-    push_to_hub: bool | None = Field(None, description="Upload the result to the Hub (needs HF_TOKEN).")
-    hub_model_id: str | None = Field(None, description="Hub repository to push to.")
-    report_to: str | list[str] | None = Field(None, description="Loggers: tensorboard, wandb, none, ...")
-    seed: int | None = Field(None, ge=0, description="Random seed for shuffling, dropout and init.")
-    packing: bool | None = Field(None, description="Pack several short records into one sequence (SFT).")
+    save_total_limit: int | None = Field(
+        None,
+        title="Keep at most N checkpoints",
+        ge=1,
+        description="Keep at most N checkpoints; unset = keep all (0 in the page).",
+    )
+    eval_strategy: Literal["no", "steps", "epoch"] | None = Field(
+        None, title="Evaluate", description="When to evaluate."
+    )
+    eval_steps: float | None = Field(
+        None,
+        title="Evaluate every N steps",
+        gt=0,
+        description="Evaluate every N steps (eval_strategy=steps); unset = library default (0 in the page).",
+    )
+    push_to_hub: bool | None = Field(
+        None, title="Push to Hub", description="Upload the result to the Hub (needs HF_TOKEN)."
+    )
+    hub_model_id: str | None = Field(None, title="Hub repository", description="Hub repository to push to.")
+    report_to: str | list[str] | None = Field(
+        None, title="Report to", description="Loggers: tensorboard, wandb, none, ..."
+    )
+    seed: int | None = Field(
+        None, title="Seed", ge=0, description="Random seed for shuffling, dropout and init."
+    )
+    packing: bool | None = Field(
+        None, title="Packing", description="Pack several short records into one sequence (SFT)."
+    )
 
     @model_validator(mode="after")
     def _known_extra_names(self) -> TrainingConfig:
@@ -264,15 +365,19 @@ UNUSED_BY_TASK: dict[str, tuple[str, ...]] = {
 
 class Config(Section):
     preset: str | None = Field(
-        None, description="Hyperparameter preset id (presets/hparams) used as defaults."
+        None,
+        title="Hyperparameter preset",
+        description="Hyperparameter preset id (presets/hparams) used as defaults.",
     )
     task: Literal["sft", "text", "classification"] = Field(
         "sft",
+        title="Task",
         description="sft = instruction/chat tuning; text = next-token training on plain text; "
         "classification = text -> label.",
     )
     method: Literal["full", "lora", "qlora"] = Field(
         "lora",
+        title="Method",
         description="full = train every weight; lora = small adapters; qlora = LoRA on a 4-bit model (GPU).",
     )
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -305,10 +410,18 @@ class Config(Section):
         return dump_yaml(self.user_dict())
 
     def user_dict(self) -> dict[str, Any]:
+        """The values the user set (a preset's stay behind its ``preset:`` reference)."""
+        return self._set_values(lambda src: src == "user")
+
+    def merged_dict(self) -> dict[str, Any]:
+        """The values the user or the preset set: what a run directory stores (finetune/rundir.py)."""
+        return self._set_values(lambda src: src == "user" or src.startswith("preset:"))
+
+    def _set_values(self, chosen: Any) -> dict[str, Any]:
         data = self.model_dump(mode="json")
         out: dict[str, Any] = {}
         for path, src in self._sources.items():
-            if src == "user":
+            if chosen(src):
                 try:
                     set_path(out, path, get_path(data, path))
                 except KeyError:  # extra training.* names live in model_extra, dumped alongside
@@ -316,11 +429,24 @@ class Config(Section):
         return out
 
 
-def library_fields() -> set[str]:
-    """Every field name `trl.SFTConfig` accepts (a superset of `TrainingArguments`)."""
-    from trl import SFTConfig
+@functools.cache
+def library_defaults() -> dict[str, Any]:
+    """Every field `trl.SFTConfig` accepts (a superset of `TrainingArguments`) and its default: what an unset
+    ``training.*`` value becomes (for task sft; effective.py says where Tuneboard or the task differ)."""
+    from trl import SFTConfig  # heavy: imported when a config is first checked, not when this module is
 
-    return {f.name for f in dataclasses.fields(SFTConfig) if f.init}
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(SFTConfig):
+        if f.init:
+            default = f.default if f.default is not dataclasses.MISSING else None
+            out[f.name] = getattr(default, "value", default)
+    out["warmup_ratio"] = out.get("warmup_ratio") or 0.0  # transformers 5 folded it into warmup_steps
+    return out
+
+
+def library_fields() -> set[str]:
+    """Every field name `trl.SFTConfig` accepts."""
+    return set(library_defaults())
 
 
 # ---------------------------------------------------------------- loading and merging
@@ -357,9 +483,7 @@ def from_dict(raw: dict[str, Any], overrides: list[str] | dict[str, Any] | None 
 
 def _refuse_tokens(user: dict[str, Any]) -> None:
     """A config is copied into every run directory and shown in the page: no Hugging Face token in it."""
-    from finetune.redact import looks_like_token
-
-    found = [path for path, value in flatten(user).items() if looks_like_token(str(value))]
+    found = [path for path, value in flatten(user).items() if redact.looks_like_token(str(value))]
     if found:
         why = "looks like a Hugging Face token: put it in the HF_TOKEN environment variable, not a config"
         raise ConfigError([(path, why) for path in found])
@@ -372,7 +496,15 @@ def validate(data: dict[str, Any]) -> Config:
         raise ConfigError([_problem(err) for err in exc.errors()]) from None
 
 
-def _problem(err: dict[str, Any]) -> tuple[str, str]:
+def _problem(err: Any) -> Problem:
+    """One pydantic error as a Problem: the exact field, the engine's wording, and pydantic's type and
+    context (plain values) so the page can say it in the reader's language."""
+    path, message = _wording(err)
+    ctx = {k: (v if isinstance(v, (int, float, str)) else str(v)) for k, v in (err.get("ctx") or {}).items()}
+    return Problem(path, message, err["type"], ctx or None)
+
+
+def _wording(err: Any) -> tuple[str, str]:
     cause = (err.get("ctx") or {}).get("error")
     if isinstance(cause, FieldProblem):
         return cause.field, str(cause)
@@ -390,7 +522,7 @@ def preset_values(preset_id: str | None) -> dict[str, Any]:
         return {}
     try:
         data = presets.load("hparams", preset_id)
-    except presets.PresetError as exc:
+    except PresetError as exc:
         raise ConfigError([("preset", str(exc))]) from None
     return data.get("values", {})
 
@@ -465,6 +597,38 @@ def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def dump_yaml(data: Any) -> str:
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+
+
+def field_info(path: str) -> Any:
+    """The pydantic FieldInfo of a dotted schema path ('training.learning_rate'); KeyError if none."""
+    model: Any = Config
+    *sections, name = path.split(".")
+    for part in sections:
+        model = model.model_fields[part].annotation
+    return model.model_fields[name]
+
+
+def choices(path: str) -> tuple[Any, ...] | None:
+    """The values a field takes when its type is a ``Literal`` (None left out), else None."""
+    try:
+        ann = field_info(path).annotation
+    except KeyError:
+        return None
+    for arm in (ann, *typing.get_args(ann)):  # Literal[...] or Literal[...] | None
+        if typing.get_origin(arm) is Literal:
+            return typing.get_args(arm)
+    return None
+
+
+def bounds(path: str) -> tuple[float | None, float | None]:
+    """(lowest, highest) a number field accepts, from its ``ge``/``gt`` and ``le``/``lt`` (None: no bound)."""
+    low = high = None
+    for rule in field_info(path).metadata:
+        low = getattr(rule, "ge", None) if getattr(rule, "ge", None) is not None else low
+        low = getattr(rule, "gt", None) if getattr(rule, "gt", None) is not None else low
+        high = getattr(rule, "le", None) if getattr(rule, "le", None) is not None else high
+        high = getattr(rule, "lt", None) if getattr(rule, "lt", None) is not None else high
+    return low, high
 
 
 def describe_fields() -> list[tuple[str, str, Any]]:

@@ -25,6 +25,7 @@ from pandas.errors import EmptyDataError, ParserError
 
 from finetune import paths
 from finetune.config import DatasetConfig
+from finetune.errors import DataError
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "presets" / "data"
 # Arrow copies `datasets` writes of local files live in HOME/.cache/datasets (cache_dir): readable by this
@@ -42,22 +43,6 @@ FORMATS = {
 }
 # utf-8-sig drops a BOM (Excel writes one); only empty cells are missing, so "NA" or "None" stays text.
 CSV_OPTIONS = {"encoding": "utf-8-sig", "keep_default_na": False, "na_values": [""]}
-
-
-class DataError(ValueError):
-    """A dataset problem: ``field`` is the config path (``dataset.columns.label``); ``message``, the fix.
-
-    ``more``: further (field, message) problems found at the same time, so all are shown at once.
-    ``todo``: a choice the user has not made yet (which column is the prompt), rather than a mistake.
-    """
-
-    def __init__(self, field: str, message: str, *, more: tuple = (), todo: bool = False):
-        self.field, self.message, self.more, self.todo = field, message, tuple(more), todo
-        super().__init__("; ".join(f"{f}: {m}" for f, m in self.problems))
-
-    @property
-    def problems(self) -> list[tuple[str, str]]:
-        return [(self.field, self.message), *self.more]
 
 
 def builtin_names() -> list[str]:
@@ -419,20 +404,47 @@ def _bad_json_line(path: Path) -> DataError | None:
     return None
 
 
+class TextCheck:
+    """Whether bytes fed chunk by chunk are UTF-8 text; shared by reading a file and storing an upload.
+
+    ``feed`` and ``finish`` return None while all is well, else (what, line, byte): what is ``"nul"`` (a NUL
+    byte, when ``nul`` is refused), ``"utf8"`` (a byte that is not UTF-8) or ``"end"`` (cut mid-character).
+    """
+
+    def __init__(self, *, nul: bool = False):
+        self.refuse_nul, self.line = not nul, 1
+        self.decoder = codecs.getincrementaldecoder("utf-8")()
+
+    def feed(self, chunk: bytes) -> tuple[str, int, int | None] | None:
+        if self.refuse_nul and b"\x00" in chunk:
+            return "nul", self.line + chunk.count(b"\n", 0, chunk.index(b"\x00")), 0
+        try:
+            self.decoder.decode(chunk)
+        except UnicodeDecodeError as exc:
+            return "utf8", self.line + chunk.count(b"\n", 0, exc.start), chunk[exc.start]
+        self.line += chunk.count(b"\n")
+        return None
+
+    def finish(self) -> tuple[str, int, int | None] | None:
+        try:
+            self.decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            return "end", self.line, None
+        return None
+
+
 def _check_utf8(path: Path) -> None:
     """Fail with the line of the first byte that is not UTF-8 (pyarrow's JSON reader lets some through)."""
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    line = 1
-    try:
-        with path.open("rb") as f:
-            while chunk := f.read(1 << 20):
-                decoder.decode(chunk)
-                line += chunk.count(b"\n")
-        decoder.decode(b"", final=True)
-    except UnicodeDecodeError as exc:
-        line += exc.object.count(b"\n", 0, exc.start)
+    check, bad = TextCheck(nul=True), None
+    with path.open("rb") as f:
+        while bad is None and (chunk := f.read(1 << 20)):
+            bad = check.feed(chunk)
+    bad = bad or check.finish()
+    if bad:
+        _, line, byte = bad
+        where = f"byte 0x{byte:02x} on line {line}" if byte is not None else "it ends inside a character"
         raise DataError(
             "dataset.path",
-            f"{path.name} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} on line {line}); re-save it "
-            "as UTF-8 (Excel: 'CSV UTF-8'; text editors: encoding UTF-8)",
-        ) from None
+            f"{path.name} is not UTF-8 text ({where}); re-save it as UTF-8 (Excel: 'CSV UTF-8'; "
+            "text editors: encoding UTF-8)",
+        )

@@ -16,7 +16,7 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
-from finetune.config import Config, ConfigError, flatten
+from finetune.config import Config, ConfigError, flatten, set_path
 
 RUN_DIR_PLACEHOLDER = "RUN_DIR"
 
@@ -180,7 +180,6 @@ def _plain(value: Any) -> Any:
 
 def as_yaml_dict(rows: list[Value]) -> dict[str, Any]:
     """Nested dict of the effective values (the run directory's effective_config.yaml)."""
-    from finetune.config import set_path
 
     out: dict[str, Any] = {}
     for row in rows:

@@ -1,9 +1,9 @@
 """One run as a job: create its directory, launch its process, stop it, and keep its status.json truthful.
 
-    python -m finetune.jobs start presets/demo.yaml [--home DIR]   # queue a run; prints its directory
-    python -m finetune.jobs stop RUN_DIR | cancel RUN_DIR | resume RUN_DIR | check RUN_DIR
-    python -m finetune.jobs queue [--home DIR]                     # the waiting runs, in order
-    python -m finetune.jobs supervise [--home DIR]                 # move the queue without the dashboard
+    python -m finetune start presets/demo.yaml [--home DIR]   # queue a run; prints its directory
+    python -m finetune stop RUN_DIR | cancel RUN_DIR | resume RUN_DIR | check RUN_DIR
+    python -m finetune queue [--home DIR]                     # the waiting runs, in order
+    python -m finetune supervise [--home DIR]                 # move the queue without the dashboard
 
 A job is ``python -m finetune train RUN_DIR/config.yaml --run-dir RUN_DIR [--resume]`` spawned by
 finetune/procs.py (own process group, stdin /dev/null, output appended to RUN_DIR/train.log, allow-listed
@@ -20,7 +20,6 @@ stop had been asked).
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import shutil
@@ -31,17 +30,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from finetune import failures, notify, procs, runs
+from finetune import failures, notify, plan, preflight, procs, rundir, runs
 from finetune import status as st
 from finetune.config import Config
+from finetune.errors import JobError
 
 ROOT = Path(__file__).resolve().parent.parent
 STOP_GRACE_SECONDS = 60.0  # a real model may need this long to finish its step and write a checkpoint
 SPAWN_GRACE_SECONDS = 30.0  # a run marked "starting" but with no pid yet is left alone this long
-
-
-class JobError(RuntimeError):
-    """A job that cannot be created, started or signalled; the message says why."""
 
 
 # ---------------------------------------------------------------- creating and launching
@@ -50,15 +46,18 @@ class JobError(RuntimeError):
 def create(config: Config, root: str | Path, *, check: bool = True) -> Path:
     """Validate ``config`` and create its run directory under ``root`` in state ``queued``.
 
-    Validation is ``plan.report`` (preflight + trainer arguments); its errors (ConfigError, PreflightError)
-    propagate before anything is written. An unwritable or full data directory is a JobError.
+    Validation is ``plan.report`` (preflight + trainer arguments); its errors (TuneboardError) propagate
+    before anything is written. The directory gets the files that define the run (finetune/rundir.py) as
+    they resolve now: a preset or template edited while the run waits changes nothing. An unwritable or
+    full data directory is a JobError.
     """
+    files = {rundir.CONFIG: rundir.config_text(config)}
     if check:
-        from finetune import plan
-
-        plan.report(config)
+        checked = preflight.run(config, sample=plan.SAMPLE)
+        plan.report(config, checked)
+        files = rundir.definition_files(config, checked.template, checked.family)
     try:
-        return _create_run_dir(Path(root), config)
+        return _create_run_dir(Path(root), config, files)
     except OSError as exc:
         raise JobError(f"cannot create a run directory in {root}: {os_reason(exc)}") from None
 
@@ -70,11 +69,11 @@ def launch(run_dir: Path, slot: str = "cpu") -> dict[str, Any]:
     extra = {"TUNEBOARD_SUPERVISED": "1", "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
     if slot.isdigit():
         extra["CUDA_VISIBLE_DEVICES"] = slot  # one GPU per job; the trainer sees it as cuda:0
-    st.update(run_dir, state="starting", slot=slot, argv=argv, launched_at=st.now_iso())
+    st.update(run_dir, state=st.STARTING, slot=slot, argv=argv, launched_at=st.now_iso())
     try:
         proc = procs.spawn(argv, cwd=ROOT, env=procs.job_env(extra), log_path=run_dir / "train.log")
     except OSError as exc:
-        return _ended(run_dir, "failed", f"could not start the training process: {os_reason(exc)}")
+        return _ended(run_dir, st.FAILED, f"could not start the training process: {os_reason(exc)}")
     return st.update(run_dir, **procs.identity(proc.pid))
 
 
@@ -98,13 +97,14 @@ def run_name(config: Config, when: datetime | None = None) -> str:
     return re.sub(r"[^\w.-]+", "_", f"{stamp}-{config.task}-{model}")
 
 
-def _create_run_dir(root: Path, config: Config) -> Path:
+def _create_run_dir(root: Path, config: Config, files: dict[str, str]) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     base = run_name(config)
     tmp = root / f".{base}.{os.getpid()}.{time.monotonic_ns()}.tmp"
     tmp.mkdir()
     try:
-        (tmp / "config.yaml").write_text(config.to_yaml(), encoding="utf-8")
+        for name, text in files.items():
+            (tmp / name).write_text(text, encoding="utf-8")
         return _rename_into_place(root, tmp, base)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)  # a full disk or a crash leaves no half-written run behind
@@ -156,8 +156,8 @@ def stop(run_dir: str | Path, *, wait: float = 0.0, grace: float = STOP_GRACE_SE
     status = reconcile(run_dir, grace=grace)
     if not st.is_live(status):
         return status
-    if status.get("state") != "stopping":
-        status = st.update_if(run_dir, st.LIVE_STATES, state="stopping", stop_requested_at=st.now_iso())
+    if status.get("state") != st.STOPPING:
+        status = st.update_if(run_dir, st.LIVE_STATES, state=st.STOPPING, stop_requested_at=st.now_iso())
         status = status or st.read(run_dir)
     procs.signal_group(status, signal.SIGTERM, run_dir.name)
     deadline = time.monotonic() + wait
@@ -185,15 +185,15 @@ def reconcile(run_dir: str | Path, *, grace: float = STOP_GRACE_SECONDS) -> dict
             return status
     if procs.is_alive(status, run_dir.name):
         asked = st.seconds_since(status.get("stop_requested_at"))
-        if status.get("state") == "stopping" and asked is not None and asked > grace:
+        if status.get("state") == st.STOPPING and asked is not None and asked > grace:
             procs.signal_group(status, signal.SIGKILL, run_dir.name)
-            return _ended(run_dir, "stopped", f"killed: did not stop within {grace:g} s of the stop request")
+            return _ended(run_dir, st.STOPPED, f"killed: did not stop within {grace:g} s of the stop request")
         return status
-    if status.get("state") == "stopping":
-        return _ended(run_dir, "stopped", "stopped before a checkpoint could be written")
+    if status.get("state") == st.STOPPING:
+        return _ended(run_dir, st.STOPPED, "stopped before a checkpoint could be written")
     code = procs.exit_code(status["pid"]) if isinstance(status.get("pid"), int) else None
     reason = f"the training process (pid {status.get('pid')}) {procs.describe_exit(code)}"
-    return _ended(run_dir, "failed", failures.explain(reason, runs.log_tail(run_dir, lines=40)[0]))
+    return _ended(run_dir, st.FAILED, failures.explain(reason, runs.log_tail(run_dir, lines=40)[0]))
 
 
 def _ended(run_dir: Path, state: str, reason: str) -> dict[str, Any]:
@@ -205,66 +205,3 @@ def _ended(run_dir: Path, state: str, reason: str) -> dict[str, Any]:
         return st.read(run_dir)
     notify.once(run_dir)
     return updated
-
-
-# ---------------------------------------------------------------- CLI
-
-
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m finetune.jobs", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    home = {"type": Path, "default": Path(os.environ.get("TUNEBOARD_HOME", "tuneboard_home"))}
-    home_help = "data directory (default: $TUNEBOARD_HOME or ./tuneboard_home)"
-    p = sub.add_parser("start", help="validate a config and queue it (starts at once if a slot is free)")
-    p.add_argument("config", type=Path)
-    p.add_argument("--home", **home, help=home_help)
-    for name, text in [
-        ("stop", "stop a run with a checkpoint (a queued run is cancelled)"),
-        ("cancel", "take a queued run out of the queue"),
-        ("resume", "queue a stopped or failed run again, from its last complete checkpoint"),
-        ("check", "reconcile a run's status with its process and print it"),
-    ]:
-        sub.add_parser(name, help=text).add_argument("run_dir", type=Path)
-    for name, text in [
-        ("queue", "list the queued runs, first to start first"),
-        ("supervise", "reconcile runs and start queued ones until Ctrl-C (what the dashboard does)"),
-    ]:
-        sub.add_parser(name, help=text).add_argument("--home", **home, help=home_help)
-    args = parser.parse_args(argv)
-    try:
-        return _run(args)
-    except Exception as exc:  # noqa: BLE001 - known errors become one line, like `python -m finetune`
-        from finetune.__main__ import known_errors
-
-        if not isinstance(exc, known_errors()):
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-
-
-def _run(args: argparse.Namespace) -> int:
-    import json
-
-    from finetune import scheduler  # it imports this module: import it when used
-
-    if args.cmd == "start":
-        from finetune import config as cfg
-
-        print(scheduler.submit(cfg.load(args.config), runs.runs_root(args.home)))
-    elif args.cmd == "queue":
-        print("\n".join(scheduler.queue(runs.runs_root(args.home))))
-    elif args.cmd == "supervise":
-        return scheduler.supervise_forever(runs.runs_root(args.home))
-    else:
-        action = {
-            "stop": lambda d: scheduler.stop(d, wait=120.0),
-            "cancel": scheduler.cancel,
-            "resume": scheduler.resume,
-            "check": reconcile,
-        }[args.cmd]
-        print(json.dumps(action(args.run_dir.resolve()), indent=1, ensure_ascii=False))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

@@ -14,14 +14,7 @@ from typing import Any
 
 from finetune import builtin, paths, presets
 from finetune.config import Config, ModelConfig
-
-
-class ModelError(ValueError):
-    """A model that cannot be loaded as configured; ``field`` is the config path."""
-
-    def __init__(self, field: str, message: str):
-        self.field = field
-        super().__init__(f"{field}: {message}")
+from finetune.errors import ModelError
 
 
 @dataclass
@@ -167,13 +160,7 @@ def lora_config(config: Config) -> Any:
     from peft import LoraConfig
 
     task_type = "SEQ_CLS" if config.task == "classification" else "CAUSAL_LM"
-    return LoraConfig(
-        r=config.lora.r,
-        lora_alpha=config.lora.lora_alpha,
-        lora_dropout=config.lora.lora_dropout,
-        target_modules=config.lora.target_modules,
-        task_type=task_type,
-    )
+    return LoraConfig(**config.lora.model_dump(), task_type=task_type)  # the schema uses peft's names
 
 
 def family(config: ModelConfig, model_type: str | None = None) -> dict[str, Any] | None:

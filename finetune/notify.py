@@ -57,7 +57,7 @@ def payload(run_id: str, status: dict[str, Any]) -> dict[str, Any]:
     state = status.get("state", "?")
     step = f"step {status.get('step', 0)}/{status.get('max_steps', '?')}"
     loss = f", loss {status['loss']:.4f}" if isinstance(status.get("loss"), (int, float)) else ""
-    reason = f": {status['reason']}" if status.get("reason") and state != "finished" else ""
+    reason = f": {status['reason']}" if status.get("reason") and state != st.FINISHED else ""
     text = f"Tuneboard run {run_id} {state} at {step}{loss}{reason}"
     fields = {k: status.get(k) for k in ("state", "step", "max_steps", "loss", "reason", "ended_at")}
     return {"text": text, "content": text[:2000], "username": "Tuneboard", "run": run_id, **fields}

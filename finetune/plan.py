@@ -13,8 +13,11 @@ record), 5 updates an epoch (the last sums 2 micro-batches), 2.5 x 5 = 12.5 -> 1
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import asdict, dataclass
 from typing import Any
+
+from finetune import data, effective, model, preflight
 
 
 @dataclass(frozen=True)
@@ -166,8 +169,6 @@ def report(config: Any, checked: Any = None) -> dict[str, Any]:
 
     ``checked``: preflight.run's answer for ``config`` when the caller has it already (the page caches it).
     """
-    from finetune import data, effective, model, preflight
-
     checked = checked or preflight.run(config, sample=SAMPLE)
     device = model.detect_device()
     has_eval = checked.dataset.n_eval > 0
@@ -197,7 +198,7 @@ def report(config: Any, checked: Any = None) -> dict[str, Any]:
         "template": checked.template.id if checked.template else None,
         "new_tokens": [checked.tokenizer.convert_ids_to_tokens(i) for i in checked.token_changes.new_ids],
         "steps": steps_from_args(checked.dataset.n_train, args),
-        "memory": _memory(config, device, args, checked),
+        "memory": memory_estimate(config, device, args, checked),
         "warnings": warnings,
     }
 
@@ -277,8 +278,6 @@ def truncation_message(t: dict[str, Any]) -> str:
 def model_family(model_config: Any) -> dict[str, Any] | None:
     """The model-family preset a run of this model uses (by name, else by the model_type in its config);
     None if unknown or unreadable. Reads config.json only, never weights: the page asks on a model change."""
-    from finetune import model
-
     found = model.family(model_config)
     if found is not None:
         return found
@@ -290,17 +289,13 @@ def model_family(model_config: Any) -> dict[str, Any] | None:
 
 
 def _has_token() -> bool:
-    import os
-
     return bool(os.environ.get("HF_TOKEN"))
 
 
-def _memory(config: Any, device: Any, args: Any, checked: Any) -> dict[str, float] | None:
+def memory_estimate(config: Any, device: Any, args: Any, checked: Any = None) -> dict[str, float] | None:
     """Count parameters on the meta device (no weights loaded) and estimate peak memory."""
     import torch
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
-
-    from finetune import model
 
     try:
         cfg = model.load_config(config.model)

@@ -12,23 +12,9 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any
 
-from finetune import data, model, templates, tokens
+from finetune import data, model, rundir, templates, tokens
 from finetune.config import Config
-
-
-class PreflightError(ValueError):
-    """Wraps the engine's own errors so callers catch one type; ``field`` is the config path.
-
-    ``more`` and ``todo`` as in data.DataError: other problems found at once; a choice not made yet.
-    """
-
-    def __init__(self, field: str, message: str, *, more: tuple = (), todo: bool = False):
-        self.field, self.message, self.more, self.todo = field, message, tuple(more), todo
-        super().__init__("; ".join(f"{f}: {m}" if f else m for f, m in self.problems))
-
-    @property
-    def problems(self) -> list[tuple[str, str]]:
-        return [(self.field, self.message), *self.more]
+from finetune.errors import PreflightError
 
 
 @dataclass
@@ -50,28 +36,18 @@ TRUST_REMOTE_CODE_WARNING = (
 )
 
 
-def run(config: Config, sample: int | None = None) -> Checked:
-    """All checks, in the order a user would fix them; the first failure raises PreflightError.
+def run(config: Config, sample: int | None = None, pinned: rundir.Pinned | None = None) -> Checked:
+    """All checks, in the order a user would fix them; the first failure raises its TuneboardError.
 
     ``sample``: keep only the first N records of the dataset (data.prepare), for what shows a plan or a
-    preview of a file of any size; training keeps them all.
+    preview of a file of any size; training keeps them all. ``pinned``: the template and model family a run
+    directory stored when it first started (resolved from presets/ and the model folder otherwise).
     """
-    try:
-        return _run(config, sample)
-    except data.DataError as exc:
-        raise PreflightError(exc.field, exc.message, more=exc.more, todo=exc.todo) from None
-    except (model.ModelError, tokens.TokenError) as exc:
-        raise PreflightError(exc.field, str(exc).removeprefix(f"{exc.field}: ")) from None
-    except templates.TemplateError as exc:
-        raise PreflightError("template.name", str(exc)) from None
-
-
-def _run(config: Config, sample: int | None) -> Checked:
     if config.method == "qlora":  # refuse a CPU or a missing bitsandbytes here, not after RUN_DIR exists
         model.quantization_config(model.detect_device())
     model_config = model.load_config(config.model)
     model_type = getattr(model_config, "model_type", None)
-    fam = model.family(config.model, model_type)
+    fam = pinned.family if pinned else model.family(config.model, model_type)
     tokenizer = model.load_tokenizer(config.model)
     before = copy.deepcopy(tokenizer)
     changes = tokens.apply(tokenizer, config.tokens, (fam or {}).get("pad_token"))
@@ -88,7 +64,7 @@ def _run(config: Config, sample: int | None) -> Checked:
     if config.model.trust_remote_code:
         checked.warnings.insert(0, TRUST_REMOTE_CODE_WARNING)
     if config.task == "sft":
-        checked.template = choose_template(config, tokenizer, fam)
+        checked.template = pinned.template if pinned else choose_template(config, tokenizer, fam)
         tokenizer.chat_template = checked.template.source
         _check_template(checked)
     checked.warnings += [

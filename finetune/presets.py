@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+from finetune.errors import PresetError
+
 PRESETS_DIR = Path(__file__).resolve().parent.parent / "presets"
 KINDS = ("templates", "models", "hparams")
 
@@ -37,10 +39,6 @@ for _first in "-+0123456789.":
 
 def load_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_Yaml12Loader)  # noqa: S506 - a SafeLoader subclass
-
-
-class PresetError(ValueError):
-    """A preset that does not exist or does not parse."""
 
 
 def names(kind: str) -> list[str]:

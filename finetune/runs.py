@@ -1,6 +1,6 @@
 """Read run directories: list them, read their status, follow their log and metrics, compare them.
 
-    python -m finetune.runs [RUNS_DIR]        # one line per run: id, state, start, duration, final loss
+    python -m finetune runs [--home DIR]       # one line per run: id, state, start, duration, final loss
 
 A run directory (see finetune/train.py) holds status.json, train.log and metrics.jsonl. Everything here only
 reads; nothing is kept in memory between calls. Followers carry a byte offset instead: :func:`read_new`
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -124,7 +123,7 @@ def summarize(run_dir: Path) -> RunSummary:
     return RunSummary(
         id=Path(run_dir).name,
         path=str(run_dir),
-        state=status.get("state") or "unknown",
+        state=status.get("state") or st.UNKNOWN,
         started_at=status.get("started_at") or status.get("created_at"),
         duration=prog["elapsed"],
         step=prog["step"],
@@ -236,7 +235,8 @@ def log_tail(run_dir: str | Path, lines: int = 200, window: int = 256 << 10) -> 
 # ---------------------------------------------------------------- comparing
 
 
-SERIES = ("loss", "eval_loss", "learning_rate", "grad_norm", "tokens_per_second")
+# The metrics a run records in metrics.jsonl that compare across runs (the Runs section offers these).
+METRICS = ("loss", "eval_loss", "learning_rate", "grad_norm", "tokens_per_second", "mean_token_accuracy")
 
 
 def series(rows: list[dict[str, Any]], key: str) -> list[tuple[int, float]]:
@@ -255,22 +255,10 @@ def compare(run_dirs: list[str | Path], key: str = "loss") -> list[dict[str, Any
     return out
 
 
-def _fmt_seconds(seconds: float | None) -> str:
+def clock(seconds: float | None) -> str:
+    """A duration as h:mm:ss (m:ss under an hour); '–' when unknown."""
     if seconds is None:
-        return "-"
-    seconds = int(seconds)
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-
-
-def main(argv: list[str]) -> int:
-    root = Path(argv[0]) if argv else runs_root(os.environ.get("TUNEBOARD_HOME", "tuneboard_home"))
-    for run in list_runs(root):
-        loss = f"{run.final_loss:.4f}" if run.final_loss is not None else "-"
-        print(
-            f"{run.id:<40} {run.state:<9} {run.started_at or '-':<26} {_fmt_seconds(run.duration):>8} {loss}"
-        )
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+        return "–"
+    seconds = int(max(seconds, 0))
+    h, m, s = seconds // 3600, seconds // 60 % 60, seconds % 60
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"

@@ -1,6 +1,6 @@
 """Which job runs when: a queue on disk, one running job per device slot, and the loop that moves it.
 
-    python -m finetune.jobs queue | supervise        # the CLI face of this module (see finetune/jobs.py)
+    python -m finetune queue | supervise        # the CLI face of this module
 
 Slots are the GPUs this process can see (one job per GPU, pinned with CUDA_VISIBLE_DEVICES), or one
 ``cpu`` slot; ``TUNEBOARD_SLOTS=0,1`` names them explicitly. Further runs wait in the queue: their
@@ -11,7 +11,7 @@ the same moment -- from two tabs, two app processes or the CLI -- never put two 
 
 The dashboard runs :class:`Supervisor` (one thread for all runs): every second it reconciles the live runs
 (a killed job becomes ``failed`` within seconds, a stop that hangs gets SIGKILL) and starts the next queued
-run when a slot frees up. Without the dashboard, ``python -m finetune.jobs supervise`` does the same.
+run when a slot frees up. Without the dashboard, ``python -m finetune supervise`` does the same.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-from finetune import jobs
+from finetune import config as cfg
+from finetune import jobs, plan, preflight, rundir
 from finetune import status as st
 from finetune.config import Config
 
@@ -129,9 +130,6 @@ def resume(run_dir: str | Path) -> dict[str, Any]:
     The config is checked again first (the dataset may have moved since): its errors propagate and the
     run is left as it was.
     """
-    from finetune import config as cfg
-    from finetune import plan
-
     run_dir = Path(run_dir)
     if not (run_dir / "status.json").is_file():
         raise jobs.JobError(f"{run_dir} is not a run directory (it has no status.json)")
@@ -141,7 +139,8 @@ def resume(run_dir: str | Path) -> dict[str, Any]:
         raise jobs.JobError(
             f"run {run_dir.name} is {state or 'unknown'}: only a stopped, failed or cancelled run can resume"
         )
-    plan.report(cfg.load(run_dir / "config.yaml"))
+    config = cfg.load(run_dir / rundir.CONFIG)
+    plan.report(config, preflight.run(config, sample=plan.SAMPLE, pinned=rundir.pinned(run_dir)))
     fields = {"state": st.QUEUED, "queued_at": st.now_iso(), "resume": True, "reason": None}
     fields |= {"stop_requested_at": None, "log_tail": None}
     with _locked(run_dir.parent):
@@ -157,7 +156,7 @@ def cancel(run_dir: str | Path) -> dict[str, Any]:
     """Take a queued run out of the queue (state ``cancelled``; Resume queues it again)."""
     run_dir = Path(run_dir)
     with _locked(run_dir.parent):
-        fields = {"state": "cancelled", "ended_at": st.now_iso(), "reason": "cancelled while queued"}
+        fields = {"state": st.CANCELLED, "ended_at": st.now_iso(), "reason": "cancelled while queued"}
         st.update_if(run_dir, (st.QUEUED,), **fields)
         _write_order(run_dir.parent, _read_order(run_dir.parent))
     return st.read(run_dir)
@@ -206,7 +205,7 @@ def _dispatch_locked(root: Path) -> list[str]:
         run_id = order.pop(0)
         status = jobs.launch(root / run_id, free.pop(0))
         started.append(run_id)
-        if status.get("state") == "failed":  # could not even spawn (jobs told the webhook): slot still free
+        if status.get("state") == st.FAILED:  # could not even spawn (jobs told the webhook): slot still free
             free.insert(0, status.get("slot") or "cpu")
     _write_order(root, order)
     return started

@@ -20,14 +20,31 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-QUEUED = "queued"
+
+class State(StrEnum):
+    """Where a run stands (the ``state`` in status.json; a StrEnum, so it reads and compares as its text)."""
+
+    QUEUED = "queued"
+    STARTING = "starting"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    FINISHED = "finished"
+    STOPPED = "stopped"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+QUEUED, STARTING, RUNNING, STOPPING = State.QUEUED, State.STARTING, State.RUNNING, State.STOPPING
+FINISHED, STOPPED, FAILED, CANCELLED = State.FINISHED, State.STOPPED, State.FAILED, State.CANCELLED
+UNKNOWN = "unknown"  # what a reader shows when status.json names no state; no run is ever put in it
 PENDING_STATES = (QUEUED,)
-LIVE_STATES = ("starting", "running", "stopping")
-FINAL_STATES = ("finished", "stopped", "failed", "cancelled")
-RESUMABLE_STATES = ("stopped", "failed", "cancelled")
+LIVE_STATES = (STARTING, RUNNING, STOPPING)
+FINAL_STATES = (FINISHED, STOPPED, FAILED, CANCELLED)
+RESUMABLE_STATES = (STOPPED, FAILED, CANCELLED)
 LOCK_NAME = ".status.lock"
 
 

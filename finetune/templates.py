@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from finetune import presets, sandbox
+from finetune.errors import TemplateError
 
 SPECIALS = ("model", "custom")
 MAX_SOURCE_BYTES = 64 * 1024  # the longest official templates are ~10 KiB
@@ -45,17 +46,6 @@ _SYSTEM_BEHAVIOUR = {
     "text); earlier turns are rendered without it",
     "preamble": "used in place of the preamble line at the top of the prompt",
 }
-
-
-class TemplateError(ValueError):
-    """A template that cannot be loaded or rendered; the message names the template and a fix.
-
-    ``index``: the conversation it failed on (None: the template itself, or the whole call).
-    """
-
-    def __init__(self, message: str, index: int | None = None):
-        self.index = index
-        super().__init__(message)
 
 
 @dataclass(frozen=True)

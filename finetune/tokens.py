@@ -17,16 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from finetune.config import TokensConfig
+from finetune.errors import TokenError
 
 PAD_FALLBACK = "<|pad|>"
-
-
-class TokenError(ValueError):
-    """A token list that cannot be applied; ``field`` is the config path."""
-
-    def __init__(self, field: str, message: str):
-        self.field = field
-        super().__init__(f"{field}: {message}")
 
 
 @dataclass

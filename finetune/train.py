@@ -4,8 +4,9 @@
 
 What it does, in order:
 1. Preflight (finetune.preflight): tokenizer, new tokens, template, dataset. A failure here writes nothing.
-2. Creates RUN_DIR with config.yaml (as given), effective_config.yaml (every value, library defaults too),
-   template.jinja (the resolved chat template) and status.json (state, pid, progress).
+2. Creates RUN_DIR with the files that define the run (finetune/rundir.py: config.yaml with the preset
+   merged in, template.jinja, family.yaml, effective_config.yaml), written once: a resumed attempt reads
+   them back and rewrites none; plus status.json (state, pid, progress) and history.jsonl (attempts).
 3. Loads the model (dtype per device; 4-bit for qlora), resizes embeddings for new tokens, adds LoRA and
    makes the new token rows trainable in the input embedding and the output head.
 4. Trains with TRL's SFTTrainer (sft, text) or transformers' Trainer (classification), writing
@@ -23,7 +24,6 @@ import os
 import shutil
 import sys
 import traceback
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +34,10 @@ from finetune import (
     jobs,
     model,
     notify,
+    paths,
     preflight,
     procs,
+    rundir,
     runs,
     templates,
     tokens,
@@ -43,23 +45,21 @@ from finetune import (
 from finetune import resume as resume_mod
 from finetune import status as st
 from finetune.config import Config, dump_yaml
+from finetune.errors import JobError
 from finetune.redact import redact
 
 FINAL_DIR = "final"
 
 
 def default_run_dir(config: Config) -> Path:
-    home = Path(os.environ.get("TUNEBOARD_HOME", "tuneboard_home"))
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    name = Path(config.model.name_or_path.replace("builtin:", "")).name
-    return home / "runs" / f"{stamp}-{config.task}-{name}"
+    return runs.runs_root(paths.home()) / jobs.run_name(config)
 
 
 def main(config: Config, run_dir: Path | None = None, *, resume: bool = False) -> int:
     """Train; returns the process exit code (0 finished or stopped, 1 failed)."""
     run_dir = Path(run_dir or default_run_dir(config))
-    try:
-        checked = preflight.run(config)  # raises before anything is written
+    try:  # a run that started before keeps the template and family it resolved then
+        checked = preflight.run(config, pinned=rundir.pinned(run_dir))  # raises before anything is written
     except Exception as exc:
         _refused(run_dir, exc)  # a queued job records why it never started
         raise
@@ -71,29 +71,30 @@ def main(config: Config, run_dir: Path | None = None, *, resume: bool = False) -
     checkpoint = resume_from(run_dir) if resume else None
     previous = st.read(run_dir)
     attempt = resume_mod.attempt_fields(previous, resume_mod.checkpoint_step(checkpoint))
+    rundir.record_attempt(run_dir, attempt=attempt["attempt"], resume=resume, checkpoint=_name(checkpoint))
     st.update(run_dir, run_id=run_dir.name, **procs.identity(os.getpid()), **attempt)
-    st.update_if(run_dir, RUNNABLE, state="running")  # a stop asked meanwhile stays "stopping"
+    st.update_if(run_dir, RUNNABLE, state=st.RUNNING)  # a stop asked meanwhile stays "stopping"
     try:
         trainer, stopper, recorder = build_trainer(config, checked, device, run_dir, attempt["prior_seconds"])
         trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
         if recorder.diverged_at is not None:
             reason = _nan_reason(recorder.diverged_at, recorder.first_logged_step)
-            return _end(run_dir, "failed", 1, reason=reason, log_tail=_tail(run_dir))
+            return _end(run_dir, st.FAILED, 1, reason=reason, log_tail=_tail(run_dir))
         if stopper.requested:
-            return _end(run_dir, "stopped", 0, checkpoint=_name(resume_mod.last_checkpoint(run_dir)))
+            return _end(run_dir, st.STOPPED, 0, checkpoint=_name(resume_mod.last_checkpoint(run_dir)))
         save_final(trainer, checked.tokenizer, run_dir / FINAL_DIR)
         print(f"finished: {run_dir / FINAL_DIR}", flush=True)
-        return _end(run_dir, "finished", 0, final=FINAL_DIR)
+        return _end(run_dir, st.FINISHED, 0, final=FINAL_DIR)
     except BaseException as exc:  # noqa: BLE001 - every way of dying must end in status.json
         traceback.print_exc()
         if isinstance(exc, KeyboardInterrupt):  # a second Ctrl-C / SIGTERM: the user insisted
-            return _end(run_dir, "stopped", 1, reason=failures.reason_of(exc), log_tail=_tail(run_dir))
+            return _end(run_dir, st.STOPPED, 1, reason=failures.reason_of(exc), log_tail=_tail(run_dir))
         tail = _tail(run_dir)
         reason = failures.explain(failures.reason_of(exc), tail)
-        return _end(run_dir, "failed", 1, reason=reason, log_tail=tail)
+        return _end(run_dir, st.FAILED, 1, reason=reason, log_tail=tail)
 
 
-RUNNABLE = (None, st.QUEUED, "starting", "running", *st.FINAL_STATES)
+RUNNABLE = (None, st.QUEUED, st.STARTING, st.RUNNING, *st.FINAL_STATES)
 
 
 def _nan_reason(step: int, first_logged: int | None) -> str:
@@ -123,31 +124,27 @@ def _end(run_dir: Path, state: str, code: int, **fields: Any) -> int:
 
 def _refused(run_dir: Path, exc: BaseException) -> None:
     if (run_dir / "status.json").is_file():
-        fields = {"state": "failed", "ended_at": st.now_iso(), "reason": str(exc)[:500]}
-        if st.update_if(run_dir, (st.QUEUED, "starting"), **fields):
+        fields = {"state": st.FAILED, "ended_at": st.now_iso(), "reason": str(exc)[:500]}
+        if st.update_if(run_dir, (st.QUEUED, st.STARTING), **fields):
             notify.once(run_dir, background=False)
 
 
 def write_run_files(run_dir: Path, config: Config, checked: preflight.Checked, device: model.Device) -> None:
-    """config.yaml, effective_config.yaml and template.jinja, each replaced whole or not at all."""
+    """The files that define the run (finetune/rundir.py), each written whole, once: a resumed attempt
+    finds them and changes none; a full or read-only disk leaves no half-written run directory."""
     rows = effective.effective(  # first: it refuses what the device cannot do (bf16 on a CPU)
         config, cuda=device.kind == "cuda", bf16_ok=device.bf16, has_eval=checked.dataset.eval is not None
     )
-    files = {
-        "config.yaml": config.to_yaml(),
-        "effective_config.yaml": dump_yaml(effective.as_yaml_dict(rows)),
-    }
-    if checked.template is not None:
-        files["template.jinja"] = checked.template.source
+    files = rundir.definition_files(config, checked.template, checked.family)
+    files[rundir.EFFECTIVE] = dump_yaml(effective.as_yaml_dict(rows))
     created = not run_dir.exists()
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        for name, text in files.items():
-            st.write_text_atomic(run_dir / name, text)  # a full disk leaves an old config.yaml whole
+        rundir.write_new(run_dir, files)
     except OSError as exc:
         if created:
             shutil.rmtree(run_dir, ignore_errors=True)  # no half-written directory that looks like a run
-        raise jobs.JobError(f"cannot write the run directory {run_dir}: {jobs.os_reason(exc)}") from None
+        raise JobError(f"cannot write the run directory {run_dir}: {jobs.os_reason(exc)}") from None
 
 
 def build_trainer(

@@ -13,7 +13,6 @@ it: ``file_types`` on the upload field is a hint to the browser, not a check. Ev
 
 from __future__ import annotations
 
-import codecs
 import hashlib
 import json
 import os
@@ -22,7 +21,7 @@ import stat
 import unicodedata
 from pathlib import Path
 
-from finetune.datafiles import FORMATS, DataError, json_array
+from finetune.datafiles import FORMATS, DataError, TextCheck, json_array
 
 DEFAULT_MAX_MB = 200  # a fine-tuning table, not a model; TUNEBOARD_MAX_UPLOAD_MB raises or lowers it
 MAX_NAME_BYTES = 120  # of the kept name in UTF-8; with the hash prefix, well under most file systems' 255
@@ -118,7 +117,7 @@ def _copy_checked(source: Path, target: Path, name: str, fmt: str) -> str:
     except OSError as exc:
         raise UploadError(f"{name}: cannot open it ({exc.strerror}); links are not followed") from None
     limit, digest, size = max_bytes(), hashlib.sha256(), 0
-    text = _TextCheck(name, fmt) if fmt != "parquet" else None
+    text, head = (TextCheck() if fmt != "parquet" else None), b""
     with os.fdopen(fd, "rb") as src:
         if not stat.S_ISREG(os.fstat(src.fileno()).st_mode):
             raise UploadError(f"{name}: not a regular file")
@@ -130,14 +129,15 @@ def _copy_checked(source: Path, target: Path, name: str, fmt: str) -> str:
                 size += len(chunk)
                 if size > limit:
                     raise UploadError(f"{name}: larger than the upload limit of {limit // 2**20} MB")
+                head = head or chunk[:16]
                 if text is not None:
-                    text.feed(chunk)
+                    _refuse_text(name, head, fmt, text.feed(chunk))
                 digest.update(chunk)
                 out.write(chunk)
     if size == 0:
         raise UploadError(f"{name}: the file is empty")
     if text is not None:
-        text.finish()
+        _refuse_text(name, head, fmt, text.finish())
     elif not _ends_like_parquet(target):
         raise UploadError(f"{name}: not a Parquet file (it does not end with the PAR1 marker)")
     return digest.hexdigest()
@@ -158,34 +158,17 @@ def _ends_like_parquet(path: Path) -> bool:
         return f.read(4) == b"PAR1"
 
 
-class _TextCheck:
-    """UTF-8 (a BOM allowed) without NUL bytes, fed chunk by chunk; reports the line of the first bad byte."""
-
-    def __init__(self, name: str, fmt: str):
-        self.name, self.fmt = name, fmt
-        self.decoder = codecs.getincrementaldecoder("utf-8")()
-        self.line, self.head = 1, b""
-
-    def feed(self, chunk: bytes) -> None:
-        self.head = self.head or chunk[:16]
-        if b"\x00" in chunk:
-            line = self.line + chunk.count(b"\n", 0, chunk.index(b"\x00"))
-            self.fail(f"binary data (a NUL byte on line {line}), not a {self.fmt} table")
-        try:
-            self.decoder.decode(chunk)
-        except UnicodeDecodeError as exc:
-            line = self.line + chunk.count(b"\n", 0, exc.start)
-            self.fail(f"not UTF-8 text (line {line}); re-save it as UTF-8 (Excel: 'CSV UTF-8')")
-        self.line += chunk.count(b"\n")
-
-    def finish(self) -> None:
-        try:
-            self.decoder.decode(b"", final=True)
-        except UnicodeDecodeError:
-            self.fail("not UTF-8 text (it ends inside a character)")
-
-    def fail(self, otherwise: str) -> None:
-        raise UploadError(f"{self.name}: {_what(self.head, otherwise)}") from None
+def _refuse_text(name: str, head: bytes, fmt: str, bad: tuple[str, int, int | None] | None) -> None:
+    """An upload that is not UTF-8 text (datafiles.TextCheck's answer): say what it looks like instead."""
+    if bad is None:
+        return
+    what, line, _ = bad
+    otherwise = {
+        "nul": f"binary data (a NUL byte on line {line}), not a {fmt} table",
+        "utf8": f"not UTF-8 text (line {line}); re-save it as UTF-8 (Excel: 'CSV UTF-8')",
+        "end": "not UTF-8 text (it ends inside a character)",
+    }[what]
+    raise UploadError(f"{name}: {_what(head, otherwise)}") from None
 
 
 def _check_json(path: Path, name: str, fmt: str) -> None:

@@ -8,7 +8,7 @@ environment. A refused case ends with one ``error: <field>: <message>`` line, ex
 nothing written; the message names the field and says what to do. ``plan`` runs the same preflight as
 ``train`` and as Start in the page, so most cases go through ``plan``; the ``train`` cases also prove that a
 refused config writes nothing. Environment cases (a full or read-only data directory, a dataset that
-disappears before its job starts) run through ``scheduler.submit`` / ``python -m finetune.jobs`` on a real
+disappears before its job starts) run through ``scheduler.submit`` / ``python -m finetune`` on a real
 small tmpfs when this process may mount one (root), else with the OS error injected.
 """
 
@@ -377,7 +377,7 @@ CASES: list[Case] = [
         "",
         "the disk is full",
         where="env",
-        why="scheduler.submit, python -m finetune.jobs start and Start in the page, on a small tmpfs",
+        why="scheduler.submit, python -m finetune start and Start in the page, on a small tmpfs",
         tests=DISK_TESTS,
         ja="ディスクがいっぱい",
     ),
@@ -388,7 +388,7 @@ CASES: list[Case] = [
         "",
         "read-only",
         where="env",
-        why="scheduler.submit, python -m finetune.jobs start and Start in the page, on a small tmpfs",
+        why="scheduler.submit, python -m finetune start and Start in the page, on a small tmpfs",
         tests=DISK_TESTS,
         ja="読み取り専用",
     ),
@@ -590,7 +590,7 @@ def leftovers(root: Path) -> list[str]:
 
 def jobs_cli(*args: str):
     return subprocess.run(
-        [sys.executable, "-m", "finetune.jobs", *args],
+        [sys.executable, "-m", "finetune", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from finetune import config, jobs, procs, runs, scheduler
-from finetune.preflight import PreflightError
+from finetune.errors import DataError
 
 ROOT = Path(__file__).resolve().parent.parent
 FAKE_TOKEN = "hf_" + "Tb7x" * 8 + "Qz"  # the shape of a real token (34 characters after hf_)
@@ -146,7 +146,7 @@ def test_a_pid_from_another_boot_or_another_run_is_not_the_job(tmp_path: Path) -
 
 
 def test_invalid_config_creates_no_run_dir(tmp_path: Path, tiny_llama: str) -> None:
-    with pytest.raises(PreflightError) as info:
+    with pytest.raises(DataError) as info:
         scheduler.submit(demo(**{"dataset.path": str(tmp_path / "missing.csv")}), tmp_path / "runs")
     assert info.value.field == "dataset.path"
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())

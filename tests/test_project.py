@@ -51,3 +51,41 @@ def test_engine_imports_and_plans_with_gradio_unavailable():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert '"optimizer_steps": 114' in out.stdout
+
+
+def _engine_imports() -> dict[str, set[str]]:
+    """Engine module -> the engine modules it imports, at the top or inside a function alike."""
+    graph: dict[str, set[str]] = {}
+    for path in ENGINE:
+        found: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module == "finetune":
+                found |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("finetune."):
+                found.add(node.module.split(".")[1])
+            elif isinstance(node, ast.Import):
+                found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("finetune.")}
+        graph[path.stem] = found - {"ui"}
+    return graph
+
+
+def test_engine_imports_form_a_dag_below_the_cli():
+    graph = _engine_imports()
+    assert not [m for m, deps in graph.items() if "__main__" in deps], "a module reaches up into the CLI"
+    done: set[str] = set()
+
+    def visit(module: str, trail: tuple[str, ...]) -> None:
+        assert module not in trail, "import cycle: " + " -> ".join((*trail, module))
+        if module not in done:
+            for dep in sorted(graph.get(module, ())):
+                visit(dep, (*trail, module))
+            done.add(module)
+
+    for module in sorted(graph):
+        visit(module, ())
+
+
+def test_one_entry_point():
+    """Every verb lives under `python -m finetune`; no other engine module runs as a script."""
+    scripts = [p.name for p in ENGINE if p.stem != "__main__" and "__name__ ==" in p.read_text("utf-8")]
+    assert scripts == []

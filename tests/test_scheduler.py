@@ -24,7 +24,7 @@ import pytest
 from test_jobs import demo, ended, sleeper, wait_for
 
 from finetune import jobs, resume, runs, scheduler
-from finetune.preflight import PreflightError
+from finetune.errors import DataError
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -150,7 +150,7 @@ def test_two_starts_at_the_same_moment_one_runs_one_queues(root: Path, tiny_llam
 def test_starts_from_two_processes_never_share_the_slot(root: Path, tiny_llama: str, tmp_path: Path) -> None:
     config_path = tmp_path / "c.yaml"
     config_path.write_text(demo(**{"training.max_steps": 200}).to_yaml(), encoding="utf-8")
-    cli = [sys.executable, "-m", "finetune.jobs", "start", str(config_path), "--home", str(root.parent)]
+    cli = [sys.executable, "-m", "finetune", "start", str(config_path), "--home", str(root.parent)]
     procs_ = [subprocess.Popen(cli, cwd=ROOT, stdout=subprocess.PIPE, text=True) for _ in range(3)]
     made = [Path(p.communicate(timeout=180)[0].strip()) for p in procs_]
     try:
@@ -200,7 +200,7 @@ def test_resume_refuses_what_it_cannot_do(root: Path, tmp_path: Path, tiny_llama
         scheduler.resume(run_dir)  # it is queued
     scheduler.cancel(run_dir)
     data.unlink()  # the dataset disappeared since the run was made
-    with pytest.raises(PreflightError) as info:
+    with pytest.raises(DataError) as info:
         scheduler.resume(run_dir)
     assert info.value.field == "dataset.path" and "does not exist" in str(info.value)
     assert runs.read_status(run_dir)["state"] == "cancelled"  # left as it was
@@ -220,12 +220,12 @@ def test_cli_refuses_clearly(root: Path, tmp_path: Path) -> None:
     def cli(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True)
 
-    result = cli("finetune.jobs", "resume", str(tmp_path / "nowhere"))
+    result = cli("finetune", "resume", str(tmp_path / "nowhere"))
     assert result.returncode == 2 and "is not a run directory" in result.stderr
     assert "Traceback" not in result.stderr
     queued = jobs.create(demo(), root, check=False)  # nothing supervises root: it stays queued
     result = cli("finetune", "train", str(queued / "config.yaml"), "--resume")
     assert result.returncode == 2 and f"run {queued.name} is queued: stop or cancel it first" in result.stderr
     assert runs.read_status(queued)["state"] == "queued"  # a second trainer never touched it
-    result = cli("finetune.jobs", "queue", "--home", str(root.parent))
+    result = cli("finetune", "queue", "--home", str(root.parent))
     assert result.stdout.split() == [queued.name]

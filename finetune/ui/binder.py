@@ -13,35 +13,26 @@ Validation problems come back with their path; :meth:`Binder.problem_updates` pu
 
 from __future__ import annotations
 
-import dataclasses
+import html
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
-from pydantic import ValidationError
-
 from finetune import config as cfg
-from finetune import paths
+from finetune import explain, paths
+from finetune.errors import ConfigError, Problem
 from finetune.ui import i18n
 
 UNSET = object()
 AUTO = "auto"
 
 
-@dataclass(frozen=True)
-class Problem:
-    """One thing to fix: ``path`` is a schema path ('' = the whole config); ``kind``/``ctx`` from pydantic."""
-
-    path: str
-    message: str
-    kind: str | None = None
-    ctx: dict[str, Any] | None = None
-    todo: bool = False  # a choice not made yet (map a column), shown as a step to take, not as an error
-
-    def text(self, lang: str) -> str:
-        return i18n.problem(lang, self.message, self.kind, self.ctx)
+def problem_text(problem: Problem, lang: str) -> str:
+    """A problem's message in ``lang`` (translated by its pydantic type where it has one)."""
+    return i18n.problem(lang, problem.message, problem.kind, problem.ctx)
 
 
 # ---------------------------------------------------------------- converters: UI value <-> config value
@@ -113,19 +104,6 @@ CONVERTERS: dict[str, tuple[Callable[[Any], Any], Callable[[Any], Any]]] = {
 
 
 @cache
-def library_defaults() -> dict[str, Any]:
-    """Defaults of trl.SFTConfig's fields: what an unset ``training.*`` value becomes for task sft."""
-    from trl import SFTConfig
-
-    out = {}
-    for f in dataclasses.fields(SFTConfig):
-        if f.init and f.default is not dataclasses.MISSING:
-            out[f.name] = getattr(f.default, "value", f.default)
-    out.setdefault("warmup_ratio", 0.0)
-    return out
-
-
-@cache
 def schema_defaults() -> dict[str, Any]:
     return {path: default for path, _, default in cfg.describe_fields()}
 
@@ -152,6 +130,7 @@ class Binder:
     initial: dict[str, Any]  # nested config values the form starts from
     access: paths.Access = field(default_factory=paths.Access)  # which typed paths the page may open
     fields: dict[str, Field] = field(default_factory=dict)
+    explanations: dict[str, Any] = field(default_factory=dict)  # path -> the gr.HTML explaining it
 
     # -- building
 
@@ -172,6 +151,7 @@ class Binder:
         not emitted (default: the schema default; None for ``training.*``, so a value there is always set).
         """
         to_config, to_ui = CONVERTERS[convert]
+        kwargs = _from_schema(path, cls, convert, kwargs)
         value = self._initial(path)
         if value is None and fallback is not UNSET:
             value = fallback
@@ -183,7 +163,8 @@ class Binder:
             kwargs["info"] = i18n.field_help(i18n.DEFAULT_LANG, path)
             texts["info"] = lambda lang: i18n.field_help(lang, path)
         classes = ["tb-field", *([kwargs.pop("elem_classes")] if "elem_classes" in kwargs else [])]
-        component = cls(label=label, value=to_ui(value), elem_classes=classes, **kwargs)
+        with self._explained(path, show_help, kwargs):
+            component = cls(label=label, value=to_ui(value), elem_classes=classes, **kwargs)
         self.texts.add(component, **texts)
         default = self._default(path) if unset is UNSET else unset
         shown_unset = schema_defaults().get(path) if fallback is UNSET else fallback
@@ -199,6 +180,40 @@ class Binder:
             shown_unset,
         )
         return component
+
+    @contextmanager
+    def _explained(self, path: str, show: bool, kwargs: dict[str, Any]) -> Iterator[None]:
+        """A field with a plain-words explanation (finetune/explain/) gets it right below, folded, the two
+        in a column of their own so a row of fields keeps its shape."""
+        if not (show and explain.entry(path)):
+            yield
+            return
+        import gradio as gr
+
+        scale, width = kwargs.get("scale", 1), kwargs.get("min_width", 160)
+        with gr.Column(scale=scale, min_width=width, elem_classes=["tb-explained"]):
+            yield
+            numbers = self.initial_numbers() if path in LIVE_PATHS else None
+            box = gr.HTML(explanation_html(path, i18n.DEFAULT_LANG, numbers), elem_classes=["tb-why"])
+        self.explanations[path] = box
+        if path not in LIVE_PATHS:  # a live one is redrawn with the form's numbers (hparams_tab)
+            self.texts.add(box, value=lambda lang: explanation_html(path, lang))
+
+    def initial_numbers(self) -> dict[str, Any] | None:
+        """The live arithmetic of the config the form starts from (None if it does not validate)."""
+        try:
+            return explain.numbers(cfg.from_dict(self.initial))
+        except ConfigError:
+            return None
+
+    def live_numbers(self, values: dict[Any, Any]) -> dict[str, Any] | None:
+        """The live arithmetic of the form's current values, read from the fields themselves (a form that
+        does not validate elsewhere still shows its effective batch)."""
+        try:
+            got = {name: int(values[self.component(path)]) for name, path in explain.LIVE_INPUTS.items()}
+        except (KeyError, TypeError, ValueError):
+            return None
+        return explain.arithmetic(**got)
 
     def custom(
         self,
@@ -258,33 +273,12 @@ class Binder:
     def validate(self, values: dict[Any, Any]) -> tuple[cfg.Config | None, list[Problem]]:
         """The config the form describes, or the problems that stop it (a path the page may not open too):
         every handler gets its config here, so nothing the page runs opens a path this refuses."""
-        raw = self.raw(values)
         try:
-            config = cfg.from_dict(raw)
-        except cfg.ConfigError as exc:
-            return None, self._problems(raw, exc)
+            config = cfg.from_dict(self.raw(values))
+        except ConfigError as exc:  # the same problems the CLI prints, each with its path
+            return None, exc.items
         refused = [Problem(path, message) for path, message in self.access.problems(config)]
         return (None, refused) if refused else (config, [])
-
-    def _problems(self, raw: dict[str, Any], exc: cfg.ConfigError) -> list[Problem]:
-        """Structured problems (pydantic type + context) where available, for translated messages."""
-        try:
-            cfg.Config.model_validate(cfg.deep_merge(cfg.preset_values(raw.get("preset")), raw))
-        except ValidationError as err:
-            out = []
-            for e in err.errors():
-                path, message = cfg._problem(e)  # the engine's own wording of each problem
-                path = path or self.guess_path(message)
-                out.append(Problem(path, message, e["type"], _plain_ctx(e.get("ctx"))))
-            return out
-        except cfg.ConfigError:
-            pass
-        return [Problem(path or self.guess_path(msg), msg) for path, msg in exc.problems]
-
-    def guess_path(self, message: str) -> str:
-        """A whole-config message that starts with a field path ('training.weight_decay > 0 ...')."""
-        match = re.match(r"([a-z_]+(?:\.[a-z_]+)+)", message)
-        return match.group(1) if match and self.owner(match.group(1)) else ""
 
     # -- writing the form
 
@@ -351,7 +345,7 @@ class Binder:
             if name in by_target:
                 todo = all(p.todo for p in by_target[name])
                 mark, style = ("→ ", "tb-todo") if todo else ("⚠ ", "tb-invalid")
-                message = info_text(mark + "; ".join(p.text(lang) for p in by_target[name]))
+                message = info_text(mark + "; ".join(problem_text(p, lang) for p in by_target[name]))
                 updates[f.error_target] = gr.update(info=message, elem_classes=["tb-field", style])
             else:
                 help_text = i18n.field_help(lang, f.path) if f.help else ""  # None would mean "unchanged"
@@ -367,6 +361,40 @@ class Binder:
     def label(self, path: str, lang: str) -> str:
         f = self.owner(path)
         return i18n.field_label(lang, f.path) if f else (path or i18n.t(lang, "errors.config"))
+
+
+LIVE_PATHS = frozenset(p for p in explain.LIVE_INPUTS.values())
+
+
+def explanation_html(path: str, lang: str, numbers: dict[str, Any] | None = None) -> str:
+    """A field's explanation as a folded <details> block: each part under its heading, then, given the
+    form's ``numbers``, the arithmetic with them (explain.live)."""
+    parts = explain.entry(path, lang)
+    body = "".join(
+        f"<p><b>{html.escape(explain.heading(part, lang))}</b> {html.escape(text)}</p>"
+        for part, text in parts.items()
+    )
+    now = explain.live(path, numbers, lang) if numbers else None
+    if now:
+        body += f"<p class='tb-live'>{html.escape(now)}</p>"
+    summary = html.escape(i18n.t(lang, "app.explain"))
+    return f"<details><summary>{summary}</summary>{body}</details>"
+
+
+def _from_schema(path: str, cls: Any, convert: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """A choice field's choices are its schema ``Literal`` (plus 'auto' where unset means automatic), a
+    slider's bounds the field's ``ge``/``le``: given here only where the schema has none."""
+    out = dict(kwargs)
+    options = cfg.choices(path)
+    if options is not None and "choices" not in out:
+        out["choices"] = [AUTO, *options] if convert == "auto" and AUTO not in options else list(options)
+    if cls.__name__ == "Slider":
+        low, high = cfg.bounds(path)
+        if low is not None and "minimum" not in out:
+            out["minimum"] = low
+        if high is not None and "maximum" not in out:
+            out["maximum"] = high
+    return out
 
 
 def _drop(mapping: dict[str, Any], path: str) -> None:
@@ -385,9 +413,3 @@ def info_text(message: str) -> str:
     escapes HTML there but turns [text](url) into a live link and **x** / __x__ into bold; an invisible
     word joiner (U+2060) breaks both and changes nothing visible."""
     return message.replace("](", "]\u2060(").replace("**", "*\u2060*").replace("__", "_\u2060_")
-
-
-def _plain_ctx(ctx: dict[str, Any] | None) -> dict[str, Any] | None:
-    if not ctx:
-        return None
-    return {k: (v if isinstance(v, (int, float, str)) else str(v)) for k, v in ctx.items()}

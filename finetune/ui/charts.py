@@ -16,6 +16,8 @@ from typing import Any
 
 import pandas as pd
 
+from finetune import runs
+from finetune import status as st
 from finetune.ui.i18n import t
 
 _HTML_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#x27;"}
@@ -153,16 +155,8 @@ def legend(lang: str) -> str:
     )
 
 
-def clock(seconds: float | None) -> str:
-    if seconds is None:
-        return "–"
-    seconds = int(max(seconds, 0))
-    h, m, s = seconds // 3600, seconds // 60 % 60, seconds % 60
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
-
-
 def progress_bar(status: dict[str, Any], prog: dict[str, Any], lang: str) -> str:
-    state = status.get("state") or "unknown"
+    state = status.get("state") or st.UNKNOWN
     pct = prog["fraction"] * 100
     text = t(
         lang,
@@ -170,10 +164,10 @@ def progress_bar(status: dict[str, Any], prog: dict[str, Any], lang: str) -> str
         step=prog["step"],
         total=prog["max_steps"] or "?",
         pct=f"{pct:.0f}",
-        elapsed=clock(prog["elapsed"]),
+        elapsed=runs.clock(prog["elapsed"]),
     )
     if prog.get("eta") is not None:  # an estimate from the recent pace (runs.progress), so said as one
-        text += " · " + t(lang, "run.eta", eta=clock(prog["eta"]))
+        text += " · " + t(lang, "run.eta", eta=runs.clock(prog["eta"]))
     reason = status.get("reason")
     extra = f"<div class='tb-reason'>{esc(reason)}</div>" if reason else ""
     return (

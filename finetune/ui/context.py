@@ -18,11 +18,10 @@ from typing import Any
 import gradio as gr
 
 from finetune import config as cfg
-from finetune import jobs, runs
-from finetune.datafiles import DataError
-from finetune.preflight import PreflightError
+from finetune import runs
+from finetune.errors import Problem, TuneboardError
 from finetune.ui import charts, i18n, previews
-from finetune.ui.binder import Binder, Problem
+from finetune.ui.binder import Binder, problem_text
 
 log = logging.getLogger("tuneboard.ui")
 
@@ -96,13 +95,9 @@ def merge(out: dict[Any, Any], updates: dict[Any, Any]) -> dict[Any, Any]:
 
 
 def engine_problems(exc: BaseException) -> list[Problem]:
-    """An engine exception as problems with paths (PreflightError, ConfigError, anything else)."""
-    if isinstance(exc, (PreflightError, DataError)):
-        return [Problem(path, message, todo=exc.todo) for path, message in exc.problems]
-    if isinstance(exc, cfg.ConfigError):
-        return [Problem(path, message) for path, message in exc.problems]
-    if isinstance(exc, jobs.JobError):  # the data directory (full, read-only): no field, the banner says why
-        return [Problem("", str(exc))]
+    """An engine exception as problems with paths (a TuneboardError's own; anything else, one without)."""
+    if isinstance(exc, TuneboardError):  # a JobError has no field (a full disk): the banner says why
+        return list(exc.items)
     log.exception("unexpected error while checking the config")
     first = str(exc).strip().splitlines()
     return [Problem("", f"{type(exc).__name__}: {first[0] if first else ''}")]
@@ -114,7 +109,7 @@ def banner(binder: Binder, problems: list[Problem], lang: str) -> str:
     for todo, key, kind in ((False, "errors.banner", "error"), (True, "errors.todo", "todo")):
         chosen = [p for p in problems if p.todo == todo]
         if chosen:
-            items = [f"{binder.label(p.path, lang)}: {p.text(lang)}" for p in chosen]
+            items = [f"{binder.label(p.path, lang)}: {problem_text(p, lang)}" for p in chosen]
             head = charts.esc(i18n.t(lang, key, n=len(chosen)))
             out += f"<div class='tb-banner {kind}'><b>{head}</b>{charts.notes(items, kind)}</div>"
     return out

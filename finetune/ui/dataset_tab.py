@@ -17,12 +17,11 @@ from gradio.utils import get_upload_folder
 
 from finetune import config as cfg
 from finetune import data, datafiles, paths, uploads
+from finetune.errors import Problem
 from finetune.ui import charts, i18n, previews, tokens_tab
-from finetune.ui.binder import Problem
 from finetune.ui.context import Ctx, engine_problems, merge, problems_of
 
-ROLES = ("messages", "prompt", "completion", "instruction", "input", "output", "text", "label", "system")
-LAYOUTS = ("auto", "messages", "alpaca", "prompt_completion", "text", "classification")
+ROLES = tuple(cfg.ColumnMap.model_fields)  # messages, prompt, completion, ..., system
 UPLOAD_TYPES = [".csv", ".tsv", ".json", ".jsonl", ".parquet", ".txt"]
 TASK_OF_LAYOUT = {
     "messages": "sft",
@@ -82,14 +81,10 @@ def build(ctx: Ctx) -> None:
                 )
             b.field("dataset.path", gr.Textbox, convert="text")
         with gr.Column(scale=4):
-            b.field("task", gr.Radio, choices=["sft", "text", "classification"])
+            b.field("task", gr.Radio)
             with gr.Row():
-                b.field("dataset.layout", gr.Dropdown, choices=list(LAYOUTS))
-                b.field(
-                    "dataset.format",
-                    gr.Dropdown,
-                    choices=["auto", "csv", "tsv", "json", "jsonl", "parquet", "txt", "hub"],
-                )
+                b.field("dataset.layout", gr.Dropdown)
+                b.field("dataset.format", gr.Dropdown)
             with gr.Group(elem_classes=["tb-columns"]):
                 for role in ROLES:
                     b.field(

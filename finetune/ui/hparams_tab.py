@@ -11,9 +11,9 @@ from typing import Any
 import gradio as gr
 
 from finetune import config as cfg
-from finetune import plan, presets
+from finetune import explain, plan, presets
 from finetune.ui import charts, i18n
-from finetune.ui.binder import library_defaults
+from finetune.ui.binder import LIVE_PATHS, explanation_html
 from finetune.ui.context import Ctx
 
 SCHEDULERS = [
@@ -44,7 +44,7 @@ HPARAM_PREFIXES = ("method", "lora.", "training.")
 
 def build(ctx: Ctx) -> None:
     b, tx, p = ctx.binder, ctx.texts, ctx.parts
-    lib = library_defaults()
+    lib = cfg.library_defaults()
     tx.add(gr.Markdown(i18n.t("en", "hparams.intro"), elem_classes=["tb-intro"]), value="hparams.intro")
     with gr.Row(elem_classes=["tb-presets"]):
         tx.add(gr.Markdown(i18n.t("en", "hparams.presets")), value="hparams.presets")
@@ -59,7 +59,7 @@ def build(ctx: Ctx) -> None:
     p["preset_note"] = gr.Markdown()
     with gr.Row(equal_height=False):
         with gr.Column(scale=3):
-            b.field("method", gr.Radio, choices=["full", "lora", "qlora"])
+            b.field("method", gr.Radio)
             with gr.Row():
                 b.field(
                     "training.num_train_epochs",
@@ -105,12 +105,7 @@ def build(ctx: Ctx) -> None:
                 )
             with gr.Row():
                 b.field("training.logging_steps", gr.Number, convert="float", fallback=lib["logging_steps"])
-                b.field(
-                    "training.save_strategy",
-                    gr.Dropdown,
-                    choices=["no", "steps", "epoch", "best"],
-                    fallback=lib["save_strategy"],
-                )
+                b.field("training.save_strategy", gr.Dropdown, fallback=lib["save_strategy"])
                 b.field(
                     "training.save_steps",
                     gr.Number,
@@ -120,7 +115,7 @@ def build(ctx: Ctx) -> None:
                 )
             with gr.Group(visible=b.initial.get("method") != "full") as p["lora_group"]:
                 with gr.Row():
-                    b.field("lora.r", gr.Slider, minimum=1, maximum=256, step=1)
+                    b.field("lora.r", gr.Slider, step=1)  # bounds: the schema's ge/le
                     b.field("lora.lora_alpha", gr.Slider, minimum=1, maximum=512, step=1)
                     b.field("lora.lora_dropout", gr.Slider, minimum=0.0, maximum=0.5, step=0.01)
                 b.field("lora.target_modules", gr.Textbox, convert="names")
@@ -148,7 +143,7 @@ def build(ctx: Ctx) -> None:
 
 
 def _advanced(ctx: Ctx) -> None:
-    b, lib = ctx.binder, library_defaults()
+    b, lib = ctx.binder, cfg.library_defaults()
     with gr.Row():
         for name in ("weight_decay", "max_grad_norm", "warmup_steps"):
             b.field(f"training.{name}", gr.Number, convert="float", fallback=lib[name], unset=lib[name])
@@ -174,20 +169,12 @@ def _advanced(ctx: Ctx) -> None:
             unset=lib["per_device_eval_batch_size"],
         )
     with gr.Row():
-        b.field(
-            "training.eval_strategy", gr.Dropdown, convert="auto", choices=["auto", "no", "steps", "epoch"]
-        )
+        b.field("training.eval_strategy", gr.Dropdown, convert="auto")
         b.field("training.eval_steps", gr.Number, convert="float0")
         b.field("training.report_to", gr.Textbox, convert="names")
     with gr.Row():
         b.field("training.push_to_hub", gr.Dropdown, convert="tristate", choices=TRISTATE)
         b.field("training.hub_model_id", gr.Textbox, convert="text")
-
-
-def preset_values(name: str) -> dict[str, Any]:
-    """The form values of a preset: its values over the defaults of every hyperparameter field."""
-    values = presets.load("hparams", name).get("values", {})
-    return values
 
 
 def wire(ctx: Ctx) -> None:
@@ -199,8 +186,8 @@ def wire(ctx: Ctx) -> None:
 
     def apply(name: str):
         def fn(d: dict) -> dict:
-            values = preset_values(name)
-            lib = library_defaults()
+            values = cfg.preset_values(name)
+            lib = cfg.library_defaults()
             out: dict[Any, Any] = {}
             for f in hparam_fields:
                 try:
@@ -218,11 +205,32 @@ def wire(ctx: Ctx) -> None:
         button.click(apply(name), ctx.form(), outputs).then(
             ctx.run_analysis, ctx.form(), ctx.analysis_outputs(), show_progress="hidden"
         )
+    _wire_live_explanations(ctx)
     gr.on(
         [ctx.analysis.change, ctx.lang.change],
         lambda d: render(ctx, d),
         {ctx.analysis, ctx.lang},
         [p["summary"], p["schedule"], p["memory"]],
+        show_progress="hidden",
+    )
+
+
+def _wire_live_explanations(ctx: Ctx) -> None:
+    """The explanations whose arithmetic uses the form's numbers (effective batch = 2 × 4 × 1 = 8) follow
+    those numbers and the language."""
+    b = ctx.binder
+    boxes = {path: box for path, box in b.explanations.items() if path in LIVE_PATHS}
+    inputs = [b.component(path) for path in explain.LIVE_INPUTS.values()]
+
+    def redraw(d: dict) -> dict[Any, str]:
+        numbers = b.live_numbers(d)
+        return {box: explanation_html(path, d[ctx.lang], numbers) for path, box in boxes.items()}
+
+    gr.on(
+        [*(c.change for c in inputs), ctx.lang.change],
+        redraw,
+        {*inputs, ctx.lang},
+        list(boxes.values()),
         show_progress="hidden",
     )
 
@@ -258,8 +266,8 @@ def render(ctx: Ctx, d: dict) -> tuple[str, Any, str]:
         (i18n.t(lang, "hparams.warmup_steps"), f"{s['warmup_steps']:,}"),
         (i18n.t(lang, "hparams.checkpoints"), s["checkpoints"]),
     ]
-    explain = "<br>".join(charts.esc(line) for line in arithmetic(s, lang))
-    html = charts.cards(items) + f"<div class='tb-explain' id='tb-steps-explain'>{explain}</div>"
+    lines = "<br>".join(charts.esc(line) for line in arithmetic(s, lang))
+    html = charts.cards(items) + f"<div class='tb-explain' id='tb-steps-explain'>{lines}</div>"
     return html, charts.schedule_frame(summary.get("schedule") or []), memory_html(summary, lang)
 
 

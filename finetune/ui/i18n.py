@@ -18,6 +18,8 @@ from typing import Any
 
 import yaml
 
+from finetune import config as cfg
+
 LOCALES_DIR = Path(__file__).resolve().parent / "locales"
 LANGS = {"en": "English", "ja": "日本語"}
 DEFAULT_LANG = "en"
@@ -86,22 +88,20 @@ def _field_entry(lang: str, path: str) -> dict[str, Any]:
 
 
 def field_label(lang: str, path: str) -> str:
-    return _field_entry(lang, path).get("label") or _field_entry(DEFAULT_LANG, path).get("label") or path
+    """A field's label: the locale's translation, else the schema's ``title``."""
+    return _field_entry(lang, path).get("label") or _schema_text(path, "title") or path
 
 
 def field_help(lang: str, path: str) -> str:
-    """One-line help: the locale's text, else (English) the schema description."""
-    text = _field_entry(lang, path).get("help")
-    if text:
-        return text
-    return _schema_descriptions().get(path) or _field_entry(DEFAULT_LANG, path).get("help") or ""
+    """One-line help: the locale's translation, else the schema's ``description``."""
+    return _field_entry(lang, path).get("help") or _schema_text(path, "description") or ""
 
 
-@cache
-def _schema_descriptions() -> dict[str, str]:
-    from finetune.config import describe_fields
-
-    return {path: desc for path, desc, _ in describe_fields()}
+def _schema_text(path: str, attr: str) -> str | None:
+    try:
+        return getattr(cfg.field_info(path), attr)
+    except KeyError:
+        return None
 
 
 def problem(lang: str, message: str, kind: str | None = None, ctx: dict[str, Any] | None = None) -> str:

@@ -17,8 +17,9 @@ from typing import Any
 import gradio as gr
 
 from finetune import config as cfg
-from finetune import paths
+from finetune import explain, paths
 from finetune.ui import (
+    charts,
     dataset_tab,
     hparams_tab,
     i18n,
@@ -100,12 +101,24 @@ def build_with_ctx(home: Path, access: paths.Access | None = None) -> tuple[gr.B
                     texts.add(tab, label=f"tabs.{key}")
                     ctx.parts[f"{key}_tab"] = tab
                     module.build(ctx)
+        with gr.Accordion(i18n.t("en", "app.glossary"), open=False, elem_id="tb-glossary") as glossary:
+            texts.add(glossary, label="app.glossary")
+            texts.add(gr.HTML(glossary_html("en")), value=glossary_html)
         for _, module in SECTIONS:
             module.wire(ctx)
         _wire_tabs(ctx, demo)
         _wire_language(ctx, demo)
         _wire_form(ctx, demo)
     return demo, ctx
+
+
+def glossary_html(lang: str) -> str:
+    """The words the page uses (epoch, step, LoRA, EOS, ...), each in a sentence or two (finetune/explain)."""
+    rows = "".join(
+        f"<dt>{charts.esc(i18n.t(lang, f'glossary.{term}'))}</dt><dd>{charts.esc(text)}</dd>"
+        for term, text in explain.glossary(lang).items()
+    )
+    return f"<dl class='tb-glossary'>{rows}</dl>"
 
 
 def _header(lang: str) -> str:

@@ -67,7 +67,7 @@ def _reading(build: Any) -> Any:
 
 
 def checked(config: cfg.Config) -> preflight.Checked:
-    """preflight.run, cached; raises PreflightError like the engine."""
+    """preflight.run, cached; raises the engine's TuneboardError."""
     build = lambda: preflight.run(config, sample=plan.SAMPLE)  # noqa: E731
     return _cached("checked:" + key_of(config), lambda: _reading(build))
 
@@ -85,7 +85,7 @@ def analyze(config: cfg.Config) -> dict[str, Any]:
     """Everything that depends on the data, model, template and tokens, as plain data (cached on those).
 
     Keys: records, layout, columns, lengths (data.length_stats), template, detected_template, family,
-    model_type, vocab (before/after), specials, warnings, device. Raises PreflightError/ConfigError.
+    model_type, vocab (before/after), specials, warnings, device. Raises a TuneboardError.
     Hyperparameters are :func:`summary`'s: cheap, so computed on every change.
     """
     return dict(_cached("analysis:" + key_of(config), lambda: _analyze(config)))
@@ -277,7 +277,7 @@ def summary(config: cfg.Config, records: int) -> dict[str, Any]:
                 bool(args.gradient_checkpointing),
             ]
         )
-        memory = _cached(memory_key, lambda: plan._memory(config, device, args, None))  # meta device only
+        memory = _cached(memory_key, lambda: plan.memory_estimate(config, device, args))  # meta device only
     return {
         "steps": steps.as_dict(),
         "schedule": lr_schedule(args, steps.optimizer_steps),

@@ -309,7 +309,7 @@ def wire(ctx: Ctx) -> None:
         if config is not None:
             try:
                 run_dir = scheduler.submit(config, ctx.runs_root)
-            except Exception as exc:  # noqa: BLE001 - PreflightError, ConfigError, OS errors: shown, not raised
+            except Exception as exc:  # noqa: BLE001 - TuneboardError, OS errors: shown, not raised
                 problems = engine_problems(exc)
         if problems:
             fields = any(problem.path for problem in problems)  # else: the disk, the data directory...

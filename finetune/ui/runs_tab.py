@@ -16,8 +16,6 @@ from finetune import jobs, runs
 from finetune.ui import charts, i18n, run_tab
 from finetune.ui.context import Ctx
 
-METRICS = ["loss", "eval_loss", "learning_rate", "grad_norm", "tokens_per_second", "mean_token_accuracy"]
-
 
 def build(ctx: Ctx) -> None:
     tx, p = ctx.texts, ctx.parts
@@ -42,7 +40,7 @@ def build(ctx: Ctx) -> None:
             info="runs.open_help",
         )
         p["runs_metric"] = tx.add(
-            gr.Dropdown(METRICS, value="loss", label=i18n.t("en", "runs.metric"), scale=1),
+            gr.Dropdown(list(runs.METRICS), value="loss", label=i18n.t("en", "runs.metric"), scale=1),
             label="runs.metric",
         )
         p["runs_watch"] = tx.add(
@@ -97,7 +95,7 @@ def table(root: Path, lang: str) -> tuple[pd.DataFrame, str, list[str]]:
             r.id,
             i18n.t(lang, f"states.{r.state}"),
             (r.started_at or "").replace("T", " ")[:19],
-            charts.clock(r.duration),
+            runs.clock(r.duration),
             f"{r.step}/{r.max_steps}" if r.max_steps else "–",
             f"{r.final_loss:.4f}" if r.final_loss is not None else "–",
         ]

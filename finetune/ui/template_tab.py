@@ -54,7 +54,7 @@ def build(ctx: Ctx) -> None:
             with gr.Accordion(i18n.t("en", "template.model_advanced"), open=False) as acc:
                 tx.add(acc, label="template.model_advanced")
                 b.field("model.revision", gr.Textbox, convert="text")
-                b.field("model.dtype", gr.Dropdown, choices=["auto", "bf16", "fp16", "fp32"])
+                b.field("model.dtype", gr.Dropdown)
                 b.field(
                     "model.attn_implementation",
                     gr.Dropdown,
@@ -76,7 +76,7 @@ def build(ctx: Ctx) -> None:
                 error_target=b.component("template.name"),
             )
             b.field("template.system_prompt", gr.Textbox, convert="text", lines=2)
-            b.field("template.train_on", gr.Radio, choices=["assistant", "all"])
+            b.field("template.train_on", gr.Radio)
     p["template_warnings"] = gr.HTML(elem_id="tb-template-warnings")
     with gr.Row():
         for key in ("add_missing", "use_own", "raise_max_length"):

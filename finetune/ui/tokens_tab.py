@@ -131,8 +131,8 @@ def build(ctx: Ctx) -> None:
                     gr.Button(i18n.t("en", "tokens.remove"), size="sm", scale=1), value="tokens.remove"
                 )
             with gr.Row():
-                b.field("tokens.init", gr.Dropdown, choices=["mean_of_pieces", "mean"])
-                b.field("tokens.pad", gr.Dropdown, choices=["auto", "add", "eos"])
+                b.field("tokens.init", gr.Dropdown)
+                b.field("tokens.pad", gr.Dropdown)
         with gr.Column(scale=1):
             p["sample"] = tx.add(
                 gr.Textbox(

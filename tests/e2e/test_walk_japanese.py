@@ -106,3 +106,30 @@ def test_every_section_reads_in_japanese(page: Page, tmp_path: Path, shot) -> No
     expect(page.locator("footer")).to_contain_text("Gradioで作成")
     shot(page, "walk-13-japanese-runs")
     assert {where: found for where, found in seen.items() if found} == {}
+
+
+def test_learning_rate_and_accumulation_explained_with_the_current_numbers(page: Page, shot) -> None:
+    """Issue 9: each hyperparameter has a folded plain-words explanation (finetune/explain/ja.yaml) under it;
+    the effective-batch arithmetic follows the numbers in the form."""
+    page.locator("#tb-tab-hparams-button").click()
+    for label, value in (("バッチサイズ", "2"), ("勾配の累積", "4")):
+        box = page.get_by_role("spinbutton", name=label)
+        box.fill(value)
+        box.press("Tab")
+    rate = page.locator(".tb-explained", has=page.get_by_role("spinbutton", name="学習率")).locator("details")
+    rate.locator("summary").click()
+    expect(rate).to_contain_text("大きすぎると")
+    expect(rate).to_contain_text("LoRA")
+    accumulation = page.locator(".tb-explained", has=page.get_by_role("spinbutton", name="勾配の累積"))
+    accumulation.locator("summary").click()
+    expect(accumulation.locator("details")).to_contain_text(
+        "実効バッチ = 2 × 4 × 1 デバイス = 最適化ステップ 1 回あたり 8 レコード"
+    )
+    shot(page, "issue9-explained-ja")
+    page.get_by_role("spinbutton", name="勾配の累積").fill("8")
+    page.get_by_role("spinbutton", name="勾配の累積").press("Tab")
+    expect(accumulation.locator("details")).to_contain_text(
+        "2 × 8 × 1 デバイス = 最適化ステップ 1 回あたり 16"
+    )
+    page.locator("#tb-glossary").get_by_text("用語集").click()
+    expect(page.locator("#tb-glossary")).to_contain_text("エポック")

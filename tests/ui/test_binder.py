@@ -26,10 +26,32 @@ def set_field(ctx, form: dict, path: str, value) -> dict:
 def test_every_bound_field_is_a_schema_path_with_a_label_in_both_languages(ctx) -> None:
     for name, f in ctx.binder.fields.items():
         for path in f.paths:
-            assert path in SCHEMA or path.removeprefix("training.") in b.library_defaults(), path
+            assert path in SCHEMA or path.removeprefix("training.") in cfg.library_defaults(), path
         for lang in i18n.LANGS:
             assert i18n.field_label(lang, name) != name, f"{name} has no {lang} label"
             assert i18n.field_help(lang, name), f"{name} has no {lang} help"
+
+
+def test_every_choice_in_the_page_is_the_schemas_literal(ctx) -> None:
+    """A dropdown's or radio's choices are typing.get_args of the schema field ('auto' added where unset
+    means automatic), so a value added to the schema appears in the page and nowhere needs editing."""
+    checked = []
+    for path, f in ctx.binder.fields.items():
+        options = cfg.choices(path)
+        if options is None:
+            continue
+        shown = [value for _, value in f.component.choices]
+        extra = [] if "auto" in options or shown[:1] != ["auto"] else ["auto"]
+        assert shown == [*extra, *options], path
+        checked.append(path)
+    # task, method, layout, format, dtype, train_on, init, pad, save_strategy, eval_strategy (+ the column
+    # roles, which are the schema's ColumnMap fields: dataset_tab.ROLES)
+    assert len(checked) == 10, checked
+
+
+def test_slider_bounds_come_from_the_schema(ctx) -> None:
+    slider = ctx.binder.component("lora.r")
+    assert (slider.minimum, slider.maximum) == cfg.bounds("lora.r") == (1, 1024)
 
 
 def test_the_page_starts_as_the_embedded_default(ctx, form) -> None:

@@ -28,12 +28,27 @@ def placeholders(text: str) -> set[str]:
 
 
 def test_same_keys_and_placeholders_in_both_languages() -> None:
-    en = dict(flat({k: v for k, v in i18n.catalog("en").items() if k != "fields"}))
+    en = dict(flat(i18n.catalog("en")))
     ja = dict(flat({k: v for k, v in i18n.catalog("ja").items() if k not in ("fields", *JA_ONLY)}))
     assert set(en) == set(ja), set(en) ^ set(ja)
     for key, text in en.items():
         assert placeholders(text) == placeholders(ja[key]), key
-    assert set(i18n.catalog("en")["fields"]) == set(i18n.catalog("ja")["fields"])
+
+
+def test_the_schema_is_the_english_and_every_field_has_its_japanese() -> None:
+    """English labels and help are the schema's title and description; ja.yaml translates them, by path."""
+    from finetune.config import describe_fields, field_info
+
+    paths = {path for path, _, _ in describe_fields()}
+    assert "fields" not in i18n.catalog("en")  # no second English copy to drift
+    for path in paths:
+        info = field_info(path)
+        assert info.title and info.description, f"{path} has no title or description in the schema"
+        assert i18n.field_label("en", path) == info.title
+    ja = i18n.catalog("ja")["fields"]
+    assert sorted(paths - set(ja)) == [], "schema fields with no Japanese entry"
+    assert sorted(set(ja) - paths) == [], "Japanese entries that name no schema field"
+    assert all(ja[path].get("label") and ja[path].get("help") for path in paths)
 
 
 def test_lookup_falls_back_to_english_then_the_key() -> None:
