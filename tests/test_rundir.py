@@ -11,13 +11,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, run_cli
+from conftest import run_cli
 from test_jobs import wait_for
 
 from finetune import config, jobs, presets, rundir, runs
@@ -44,16 +41,11 @@ def preset() -> Path:
 
 
 def stopped_after_a_checkpoint(run_dir: Path) -> None:
-    argv = [sys.executable, "-m", "finetune", "train", str(run_dir / "config.yaml"), "--run-dir"]
-    argv.append(str(run_dir))
-    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for(lambda: (run_dir / "checkpoint-2" / "trainer_state.json").is_file(), timeout=180)
-        proc.send_signal(signal.SIGTERM)  # stops at the end of the step, with a checkpoint
-        assert proc.wait(timeout=120) == 0
-    finally:
-        proc.kill()
-    assert runs.read_status(run_dir)["state"] == "stopped"
+    """Start the queued run as the supervisor does, and Stop it once it has written a checkpoint."""
+    jobs.launch(run_dir, "cpu")
+    wait_for(lambda: (run_dir / "checkpoint-2" / "trainer_state.json").is_file(), timeout=180)
+    status = jobs.stop(run_dir, wait=120)  # SIGTERM: the trainer ends the step and saves a checkpoint
+    assert status["state"] == "stopped", status
 
 
 def test_a_resumed_run_keeps_its_values_and_template_byte_for_byte(

@@ -87,7 +87,7 @@ def test_many_conversations_go_in_batches_and_keep_their_order(monkeypatch: pyte
     )
     with pytest.raises(TemplateError) as caught:
         templates.render_many(failing, convs)
-    assert caught.value.index == 23 and str(caught.value) == "template 'custom': no"
+    assert caught.value.index == 23 and caught.value.message == "template 'custom': no"
 
 
 # ---- hostile templates ------------------------------------------------------------------------------------
