@@ -28,14 +28,13 @@ bench-memory: setup-dev browser  ## the page under big uploads and hostile templ
 setup: $(VENV)/.installed
 setup-dev: $(VENV)/.installed-dev
 
-$(VENV)/.installed: requirements.txt
-	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -r requirements.txt
+# One install script for make, CI and the Dockerfile (scripts/install.sh), so CI runs the image's steps.
+$(VENV)/.installed: requirements.txt scripts/install.sh
+	VENV=$(VENV) PY=$(PY) scripts/install.sh
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
-	$(BIN)/pip install -q -r requirements-dev.txt
+	VENV=$(VENV) PY=$(PY) scripts/install.sh --dev
 	touch $@
 
 # Browser tests drive Debian's chromium (playwright's own browser download cannot work offline);

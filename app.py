@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+from pathlib import Path
 
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # whatever the shell says: the page never phones home
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -40,13 +42,28 @@ def main() -> None:
         login = auth.from_env()
     except auth.LoginError as exc:
         sys.exit(f"tuneboard: {exc}")
+    if refusal := auth.container_refusal(args.host, login):
+        sys.exit(f"tuneboard: {refusal}")
     if warning := auth.exposure_warning(args.host, args.share, login):
         print(warning, file=sys.stderr, flush=True)
 
     demo = ui.build(home, shared=auth.is_shared(args.host, args.share, login))
     demo.queue(default_concurrency_limit=4)
     settings = ui.launch_kwargs(home, demo, login)  # theme, routes, login, upload limit, no tracebacks
+    if os.environ.get("TUNEBOARD_CONTAINER"):
+        signal.signal(signal.SIGTERM, lambda *_: _container_stops(home))
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, **settings)
+
+
+def _container_stops(home: Path) -> None:
+    """docker stop: the runs are in sessions of their own, so tini's SIGTERM reaches only this process. Stop
+    them with a checkpoint (they resume when the container starts again), then let Gradio close."""
+    from finetune import runs, scheduler
+
+    grace = float(os.environ.get("TUNEBOARD_STOP_GRACE", "90"))  # docker run --stop-timeout must be longer
+    stopped = scheduler.stop_for_shutdown(runs.runs_root(home), wait=grace)
+    print(f"tuneboard: stopping; runs stopped with a checkpoint, to resume on the next start: {stopped}")
+    raise KeyboardInterrupt  # gradio's launch() closes the server on it and returns
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from finetune import config as cfg
 from finetune import jobs, plan, preflight, rundir
 from finetune import status as st
 from finetune.config import Config
+from finetune.errors import TuneboardError
 
 log = logging.getLogger("tuneboard.scheduler")
 QUEUE_FILE = ".queue.json"
@@ -230,6 +231,44 @@ def tick(root: str | Path) -> list[str]:
     return dispatch(root)
 
 
+def stop_for_shutdown(root: str | Path, wait: float) -> list[str]:
+    """The app's container is going away (docker stop, a Space restart): ask every live run to stop with a
+    checkpoint, wait up to ``wait`` seconds for them, and mark them to resume when the app starts again.
+    Returns the ids of the runs it stopped."""
+    live = [p for p in _run_dirs(Path(root)) if st.is_live(jobs.reconcile(p))]
+    for run_dir in live:
+        st.update(run_dir, resume_on_start=True)
+        jobs.stop(run_dir)
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline and any(st.is_live(jobs.reconcile(p)) for p in live):
+        time.sleep(0.5)
+    return [p.name for p in live]
+
+
+def resume_interrupted(root: str | Path) -> list[str]:
+    """Queue again the runs a shutdown stopped (:func:`stop_for_shutdown`), from their last checkpoint."""
+    resumed = []
+    for run_dir in _run_dirs(Path(root)):
+        status = jobs.reconcile(run_dir)
+        if status.get("resume_on_start") and status.get("state") in st.RESUMABLE_STATES:
+            try:
+                resume(run_dir)
+                resumed.append(run_dir.name)
+            except TuneboardError as exc:  # the data moved meanwhile: it stays stopped, with Resume and why
+                reason = f"not resumed after the restart: {exc}"
+                st.update(run_dir, reason=reason)
+                log.warning("%s: %s", run_dir.name, reason)
+            st.update(run_dir, resume_on_start=None)
+    return resumed
+
+
+def _resume_after_restart(root: Path) -> None:
+    try:
+        resume_interrupted(root)
+    except Exception:  # noqa: BLE001 - supervising must start whatever happened to the old runs
+        log.exception("resuming the runs a shutdown stopped failed")
+
+
 class Supervisor(threading.Thread):
     """The dashboard's one background thread: :func:`tick` every second, for every run under ``root``."""
 
@@ -247,6 +286,9 @@ class Supervisor(threading.Thread):
         key = Path(root).resolve()
         with cls._guard:
             if key not in cls._started or not cls._started[key].is_alive():
+                # In this thread, before the supervisor's: resuming checks the config, which imports trl, and
+                # two threads importing trl's lazy modules at once can see a half-made one (ImportError).
+                _resume_after_restart(key)
                 cls._started[key] = cls(key)
                 cls._started[key].start()
             return cls._started[key]

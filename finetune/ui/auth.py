@@ -165,6 +165,20 @@ def exposure_warning(host: str, share: bool, login: Login) -> str | None:
     )
 
 
+def container_refusal(host: str, login: Login, environ: Mapping[str, str] = os.environ) -> str | None:
+    """Why a container must not start: it binds 0.0.0.0 (a published port reaches it from anywhere) and has
+    no login, unless TUNEBOARD_PRIVATE_NETWORK=1 says the port is private. None when it may start."""
+    if not environ.get("TUNEBOARD_CONTAINER") or login.on or is_loopback(host):
+        return None
+    if environ.get("TUNEBOARD_PRIVATE_NETWORK") == "1":
+        return None
+    return (
+        f"refusing to serve {host} from a container without a login: anyone who reaches the published port "
+        f"could read your data and start jobs. Set {ENV}=user:password (docker run -e {ENV}=...), or, if the "
+        "port is reachable only from a private network, set TUNEBOARD_PRIVATE_NETWORK=1."
+    )
+
+
 def is_shared(host: str, share: bool, login: Login, environ: Mapping[str, str] = os.environ) -> bool:
     """Whether people other than the machine's owner can reach the page: a login (it exists to let others in),
     a host other than loopback, a gradio.live link, or a Hugging Face Space."""

@@ -43,6 +43,7 @@ SELF_CALL = "/gradio_api/startup-events"
 FILE_ROUTE = re.compile(r"/gradio_api/file(=|/)(?P<path>.*)", re.DOTALL)
 SIGN_IN = re.compile(r"/login/?")  # Gradio's password check, POST with form fields username and password
 SIGN_IN_MAX_BYTES = 16 * 1024  # Gradio's own form sends about 300 bytes
+HEALTH = "/healthz"  # the container's HEALTHCHECK: answered here, before any login, and it says only "ok"
 log = logging.getLogger("tuneboard.auth")
 
 
@@ -61,6 +62,9 @@ class Gate:
             await self.app(scope, receive, send)
             return
         path = scope["path"].removeprefix(scope.get("root_path") or "") or "/"
+        if scope["type"] == "http" and path == HEALTH and scope.get("method") in ("GET", "HEAD"):
+            await JSONResponse({"status": "ok"})(scope, receive, send)
+            return
         refusal = await self.refusal(scope, path)
         if refusal is None and self.is_sign_in(scope, path):
             await self.sign_in(scope, receive, send)

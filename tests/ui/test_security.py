@@ -205,6 +205,14 @@ def test_every_route_refuses_an_anonymous_request(apps, route_table, login: str)
     assert len(routes) > 60
 
 
+@pytest.mark.parametrize("login", ["password", "huggingface"])
+def test_the_health_check_answers_anyone_and_says_nothing_else(apps, login: str) -> None:
+    """The container's HEALTHCHECK (Dockerfile) asks /healthz without a login."""
+    response = httpx.get(apps[login].url + "/healthz", timeout=30)
+    assert response.status_code == 200 and response.json() == {"status": "ok"}
+    assert httpx.post(apps[login].url + "/healthz", timeout=30).status_code == 401  # only a GET is public
+
+
 def test_the_login_page_shows_nothing_of_the_dashboard(apps, ada) -> None:
     anonymous = httpx.get(apps["password"].url + "/", timeout=30)
     assert anonymous.status_code == 200 and '"auth_required":true' in anonymous.text.replace(" ", "")
@@ -388,6 +396,25 @@ def test_open_host_without_login_warns(tmp_path: Path, args: list[str], expected
         proc.kill()
         proc.wait()
     assert line.startswith("WARNING:") and expected in line and "TUNEBOARD_AUTH" in line
+
+
+def test_a_container_without_a_login_refuses_to_start(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("TUNEBOARD_AUTH", "SPACE_ID", "OAUTH_CLIENT_ID")}
+    env |= {"TUNEBOARD_HOME": str(tmp_path), "TUNEBOARD_CONTAINER": "1"}  # as the Dockerfile sets it
+    argv = [sys.executable, "app.py", "--host", "0.0.0.0", "--port", str(free_port())]
+    out = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1 and "from a container without a login" in out.stderr
+    assert "TUNEBOARD_AUTH" in out.stderr and "TUNEBOARD_PRIVATE_NETWORK=1" in out.stderr
+    env["TUNEBOARD_PRIVATE_NETWORK"] = "1"  # told the port is private: it starts, with the usual warning
+    proc = subprocess.Popen(
+        argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        line = proc.stderr.readline()
+    finally:
+        proc.kill()
+        proc.wait()
+    assert line.startswith("WARNING:") and "without a login" in line
 
 
 def test_bad_auth_setting_stops_startup(tmp_path: Path) -> None:
