@@ -32,7 +32,8 @@ class RunRecorder(TrainerCallback):
         self.first_logged_step: int | None = None
 
     def on_train_begin(self, args, state, control, **kwargs):
-        st.update(self.run_dir, step=state.global_step, max_steps=state.max_steps)
+        if state.is_world_process_zero:  # in a multi-process run, rank 0 speaks for all
+            st.update(self.run_dir, step=state.global_step, max_steps=state.max_steps)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not logs or not state.is_world_process_zero:
@@ -84,21 +85,43 @@ class RunRecorder(TrainerCallback):
 class StopOnSignal(TrainerCallback):
     """SIGTERM or SIGINT -> save a checkpoint at the end of the current step and stop training."""
 
+    ECHO_SECONDS = 5.0  # a second signal this soon is the same request passed on again, not insistence
+
     def __init__(self) -> None:
         self.requested = False
+        self.asked_at = 0.0
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._request)
 
     def _request(self, signum, frame) -> None:
-        if self.requested:  # a second signal: the user really means it
+        # Under `accelerate launch` each rank gets Stop's SIGTERM twice: from the process group, and from the
+        # launcher passing it on. Only a later second signal means "stop now, without a checkpoint".
+        if self.requested and time.monotonic() - self.asked_at > self.ECHO_SECONDS:
             raise KeyboardInterrupt
-        self.requested = True
+        if self.requested:
+            return
+        self.requested, self.asked_at = True, time.monotonic()
         print(
             f"received {signal.Signals(signum).name}: stopping after this step with a checkpoint", flush=True
         )
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self.requested:
+        if _any_rank(self.requested, args):
+            self.requested = True  # asked of another rank: this one stops (and says so) too
             control.should_save = True
             control.should_training_stop = True
         return control
+
+
+def _any_rank(flag: bool, args: Any) -> bool:
+    """``flag`` on any process of a multi-process run. Stop reaches every rank, but not at the same instant:
+    a rank that stopped a step before the others would leave them waiting for it in the next all-reduce."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return flag
+    import torch
+
+    value = torch.tensor([int(flag)], device=args.device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())

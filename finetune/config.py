@@ -223,6 +223,53 @@ class LoraConfig(Section):
     )
 
 
+Strategy = Literal["ddp", "fsdp", "deepspeed_zero2", "deepspeed_zero3"]
+
+
+class LaunchConfig(Section):
+    """How many processes train together: `accelerate launch` with a config file from presets/launch/."""
+
+    num_processes: int = Field(
+        1,
+        title="Processes (GPUs)",
+        ge=1,
+        description="Training processes in all, one per GPU (on a CPU, processes sharing its cores); 1 = no "
+        "launcher.",
+    )
+    num_machines: int = Field(
+        1, title="Machines", ge=1, description="Machines the processes are spread over."
+    )
+    machine_rank: int = Field(0, title="This machine's rank", ge=0, description="0 on the main machine.")
+    main_process_ip: str | None = Field(
+        None, title="Main machine address", description="IP address of rank 0, when num_machines > 1."
+    )
+    main_process_port: int = Field(
+        29500, title="Main machine port", ge=1, le=65535, description="Port the processes meet on (rank 0)."
+    )
+    strategy: Strategy = Field(
+        "ddp",
+        title="Strategy",
+        description="ddp = a full copy of the model per GPU; fsdp / deepspeed_zero2 / deepspeed_zero3 = the "
+        "weights, gradients and optimizer state split across GPUs (presets/launch/).",
+    )
+
+    @model_validator(mode="after")
+    def _machines(self) -> LaunchConfig:
+        if self.num_machines > 1 and not self.main_process_ip:
+            raise FieldProblem(
+                "launch.main_process_ip", "needed when num_machines > 1: the address of rank 0"
+            )
+        if self.machine_rank >= self.num_machines:
+            raise FieldProblem("launch.machine_rank", f"must be below num_machines ({self.num_machines})")
+        if self.num_processes < self.num_machines:
+            raise FieldProblem("launch.num_processes", "at least one process per machine")
+        return self
+
+    @property
+    def distributed(self) -> bool:
+        return self.num_processes > 1
+
+
 class TrainingConfig(BaseModel):
     """`TrainingArguments` / `SFTConfig` names. Unset (None) = the library default, shown by `effective`."""
 
@@ -386,6 +433,7 @@ class Config(Section):
     tokens: TokensConfig = Field(default_factory=TokensConfig)
     lora: LoraConfig = Field(default_factory=LoraConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
+    launch: LaunchConfig = Field(default_factory=LaunchConfig)
     # Where each value came from: dotted path -> "user" or "preset:<id>" (everything else is a default).
     _sources: dict[str, str] = PrivateAttr(default_factory=dict)
 

@@ -30,9 +30,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from finetune import failures, notify, plan, preflight, procs, rundir, runs
 from finetune import status as st
-from finetune.config import Config
+from finetune.config import Config, LaunchConfig, load_yaml
 from finetune.errors import JobError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,12 +65,13 @@ def create(config: Config, root: str | Path, *, check: bool = True) -> Path:
 
 
 def launch(run_dir: Path, slot: str = "cpu") -> dict[str, Any]:
-    """Spawn the job of a queued run on ``slot`` (a GPU index or 'cpu'); returns its status."""
+    """Spawn the job of a queued run on ``slot`` (a GPU index, a set such as '0,1', or 'cpu'); returns its
+    status."""
     current = st.read(run_dir)
     argv = command(run_dir, resume=bool(current.get("resume")))
     extra = {"TUNEBOARD_SUPERVISED": "1", "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
-    if slot.isdigit():
-        extra["CUDA_VISIBLE_DEVICES"] = slot  # one GPU per job; the trainer sees it as cuda:0
+    if all(part.isdigit() for part in slot.split(",")):
+        extra["CUDA_VISIBLE_DEVICES"] = slot  # the job's GPUs; its processes see them as cuda:0, cuda:1, ...
     st.update(run_dir, state=st.STARTING, slot=slot, argv=argv, launched_at=st.now_iso())
     try:
         proc = procs.spawn(argv, cwd=ROOT, env=procs.job_env(extra), log_path=run_dir / "train.log")
@@ -78,17 +81,39 @@ def launch(run_dir: Path, slot: str = "cpu") -> dict[str, Any]:
 
 
 def command(run_dir: Path, *, resume: bool = False) -> list[str]:
-    """The argv of a job (also shown in the page as the equivalent CLI command)."""
-    argv = [
+    """The argv of a job (also shown in the page as the equivalent CLI command): ``python -m finetune train``,
+    under ``accelerate launch`` with the run's own launch.yaml when its launch section asks for more than one
+    process (each process runs the same command; RANK tells them apart)."""
+    train = ["-m", "finetune", "train", str(run_dir / rundir.CONFIG), "--run-dir", str(run_dir)]
+    train += ["--resume"] if resume else []
+    launch = launch_settings(run_dir)
+    if launch is None or not launch.distributed:
+        return [sys.executable, *train]
+    accelerate = [
         sys.executable,
         "-m",
-        "finetune",
-        "train",
-        str(run_dir / "config.yaml"),
-        "--run-dir",
-        str(run_dir),
+        "accelerate.commands.launch",
+        "--config_file",
+        str(run_dir / rundir.LAUNCH),
     ]
-    return argv + (["--resume"] if resume else [])
+    accelerate += ["--num_processes", str(launch.num_processes), "--num_machines", str(launch.num_machines)]
+    accelerate += [
+        "--machine_rank",
+        str(launch.machine_rank),
+        "--main_process_port",
+        str(launch.main_process_port),
+    ]
+    accelerate += ["--main_process_ip", launch.main_process_ip] if launch.main_process_ip else []
+    return [*accelerate, *train]
+
+
+def launch_settings(run_dir: Path) -> LaunchConfig | None:
+    """The run's launch section (None when its config cannot be read: the trainer will say why)."""
+    try:
+        raw = load_yaml((run_dir / rundir.CONFIG).read_text(encoding="utf-8")) or {}
+        return LaunchConfig.model_validate(raw.get("launch") or {})
+    except (OSError, ValueError, yaml.YAMLError):
+        return None
 
 
 def run_name(config: Config, when: datetime | None = None) -> str:

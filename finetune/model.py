@@ -23,6 +23,7 @@ class Device:
     name: str
     bf16: bool
     memory_gb: float | None
+    count: int = 1  # GPUs visible (CUDA_VISIBLE_DEVICES); 1 for the CPU
 
 
 def detect_device() -> Device:
@@ -30,7 +31,8 @@ def detect_device() -> Device:
 
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
-        return Device("cuda", props.name, torch.cuda.is_bf16_supported(), props.total_memory / 2**30)
+        gb = props.total_memory / 2**30
+        return Device("cuda", props.name, torch.cuda.is_bf16_supported(), gb, torch.cuda.device_count())
     return Device("cpu", "CPU", False, None)
 
 

@@ -9,11 +9,12 @@ field path and a fix, never half-way through a run. Loads a tokenizer, never mod
 from __future__ import annotations
 
 import copy
+import importlib.util
 from dataclasses import dataclass, field
 from typing import Any
 
 from finetune import data, model, rundir, templates, tokens
-from finetune.config import Config
+from finetune.config import Config, LaunchConfig
 from finetune.errors import PreflightError
 
 
@@ -45,6 +46,8 @@ def run(config: Config, sample: int | None = None, pinned: rundir.Pinned | None 
     """
     if config.method == "qlora":  # refuse a CPU or a missing bitsandbytes here, not after RUN_DIR exists
         model.quantization_config(model.detect_device())
+    if config.launch.distributed:
+        check_launch(config.launch, model.detect_device())
     model_config = model.load_config(config.model)
     model_type = getattr(model_config, "model_type", None)
     fam = pinned.family if pinned else model.family(config.model, model_type)
@@ -73,6 +76,26 @@ def run(config: Config, sample: int | None = None, pinned: rundir.Pinned | None 
         for token in unused_tokens(checked)
     ]
     return checked
+
+
+def check_launch(launch: LaunchConfig, device: model.Device) -> None:
+    """What a multi-process run needs of this machine, refused before its processes start."""
+    if launch.strategy != "ddp" and device.kind != "cuda":
+        raise PreflightError(
+            "launch.strategy",
+            f"{launch.strategy} splits the model across GPUs and needs CUDA; use ddp on a CPU machine",
+        )
+    if launch.strategy.startswith("deepspeed") and importlib.util.find_spec("deepspeed") is None:
+        raise PreflightError(
+            "launch.strategy", "needs the deepspeed package (pip install deepspeed), or use fsdp"
+        )
+    here = -(-launch.num_processes // launch.num_machines)
+    if device.kind == "cuda" and here > device.count:
+        raise PreflightError(
+            "launch.num_processes",
+            f"{here} processes on this machine but {device.count} GPU(s) visible: one process per GPU; lower "
+            "launch.num_processes or make more GPUs visible (CUDA_VISIBLE_DEVICES)",
+        )
 
 
 UNUSED_SCAN = 5000  # records searched for each new token (plan.SAMPLE: what a preview keeps)

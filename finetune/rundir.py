@@ -10,6 +10,7 @@ A run must mean the same thing forever, whatever happens to ``presets/`` or the 
     template.jinja       the chat template the run resolved (a preset, the model's own, or custom) ...
     template.yaml        ... and its metadata (id, system-role handling, stop tokens)
     family.yaml          the model-family preset it used (pad token, LoRA targets), or null
+    launch.yaml          the accelerate config of a multi-process run (presets/launch/<strategy>.yaml)
     effective_config.yaml  every effective value with its source, as of the first start
     history.jsonl        one line per attempt (first start, each resume)
 
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from finetune import presets
 from finetune import status as st
 from finetune.config import Config, dump_yaml, load_yaml
 from finetune.errors import JobError
@@ -30,6 +32,7 @@ from finetune.templates import Template
 
 CONFIG = "config.yaml"
 TEMPLATE, TEMPLATE_META, FAMILY = "template.jinja", "template.yaml", "family.yaml"
+LAUNCH = "launch.yaml"  # the accelerate config of a multi-process run (a copy of presets/launch/<strategy>)
 EFFECTIVE, HISTORY = "effective_config.yaml", "history.jsonl"
 
 
@@ -65,6 +68,9 @@ def pinned(run_dir: Path) -> Pinned | None:
 def definition_files(config: Config, template: Template | None, family: dict | None) -> dict[str, str]:
     """The files that define a run, by name (effective_config.yaml is train.py's: it needs the device)."""
     files = {CONFIG: config_text(config), FAMILY: dump_yaml(family)}
+    if config.launch.distributed:
+        strategy = config.launch.strategy
+        files[LAUNCH] = (presets.PRESETS_DIR / "launch" / f"{strategy}.yaml").read_text(encoding="utf-8")
     if template is not None:
         files[TEMPLATE] = template.source
         files[TEMPLATE_META] = dump_yaml(template.meta | {"id": template.id})

@@ -203,13 +203,28 @@ def _dispatch_locked(root: Path) -> list[str]:
     free = [s for s in slots() if s not in _busy(root)]
     started = []
     while free and order:
+        need = _slots_wanted(root / order[0])
+        if need > len(free):  # the first in line waits for enough GPUs; nothing overtakes it
+            break
         run_id = order.pop(0)
-        status = jobs.launch(root / run_id, free.pop(0))
+        taken, free = free[:need], free[need:]
+        status = jobs.launch(root / run_id, ",".join(taken))
         started.append(run_id)
-        if status.get("state") == st.FAILED:  # could not even spawn (jobs told the webhook): slot still free
-            free.insert(0, status.get("slot") or "cpu")
+        if status.get("state") == st.FAILED:  # could not even spawn (jobs told the webhook): slots still free
+            free = taken + free
     _write_order(root, order)
     return started
+
+
+def _slots_wanted(run_dir: Path) -> int:
+    """Slots a queued run takes: a GPU per process on this machine (a GPU set); one when there are no GPUs.
+    Never more than there are, so a queue can always move (preflight refused more processes than GPUs)."""
+    every = slots()
+    if every == ["cpu"]:
+        return 1
+    launch = jobs.launch_settings(run_dir)
+    per_machine = -(-launch.num_processes // launch.num_machines) if launch else 1
+    return max(1, min(per_machine, len(every)))
 
 
 def _busy(root: Path) -> list[str]:
@@ -219,7 +234,7 @@ def _busy(root: Path) -> list[str]:
         status = st.read(path)
         if st.is_live(status) and st.is_live(status := jobs.reconcile(path)):
             if status.get("slot"):
-                taken.append(status["slot"])
+                taken += str(status["slot"]).split(",")  # a multi-GPU job holds its whole set
             else:
                 unplaced += 1
     spare = [s for s in slots() if s not in taken]

@@ -58,6 +58,19 @@ def default_run_dir(config: Config) -> Path:
 def main(config: Config, run_dir: Path | None = None, *, resume: bool = False) -> int:
     """Train; returns the process exit code (0 finished or stopped, 1 failed)."""
     run_dir = Path(run_dir or default_run_dir(config))
+    alone_or_first = rank() == 0
+    code = (train if alone_or_first else other_rank)(config, run_dir, resume=resume)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # Everything is written. Freeing DDP's reducer after another rank has left joins gloo's worker
+        # threads, which can wait forever (seen with torch 2.13): leave without the interpreter's clean-up.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+def train(config: Config, run_dir: Path, *, resume: bool = False) -> int:
+    """Rank 0 (or the only process): preflight, the run files, training, and the run's end in status.json."""
     try:  # a run that started before keeps the template and family it resolved then
         checked = preflight.run(config, pinned=rundir.pinned(run_dir))  # raises before anything is written
     except Exception as exc:
@@ -76,13 +89,18 @@ def main(config: Config, run_dir: Path | None = None, *, resume: bool = False) -
     st.update_if(run_dir, RUNNABLE, state=st.RUNNING)  # a stop asked meanwhile stays "stopping"
     try:
         trainer, stopper, recorder = build_trainer(config, checked, device, run_dir, attempt["prior_seconds"])
+        st.update(run_dir, world_size=trainer.args.world_size)
         trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        if trainer.args.world_size > 1:
+            print(f"rank 0 of {trainer.args.world_size}: {trainer.state.global_step} steps", flush=True)
         if recorder.diverged_at is not None:
             reason = _nan_reason(recorder.diverged_at, recorder.first_logged_step)
             return _end(run_dir, st.FAILED, 1, reason=reason, log_tail=_tail(run_dir))
         if stopper.requested:
+            _leave_group()
             return _end(run_dir, st.STOPPED, 0, checkpoint=_name(resume_mod.last_checkpoint(run_dir)))
         save_final(trainer, checked.tokenizer, run_dir / FINAL_DIR)
+        _leave_group()
         print(f"finished: {run_dir / FINAL_DIR}", flush=True)
         return _end(run_dir, st.FINISHED, 0, final=FINAL_DIR)
     except BaseException as exc:  # noqa: BLE001 - every way of dying must end in status.json
@@ -95,6 +113,35 @@ def main(config: Config, run_dir: Path | None = None, *, resume: bool = False) -
 
 
 RUNNABLE = (None, st.QUEUED, st.STARTING, st.RUNNING, *st.FINAL_STATES)
+
+
+def rank() -> int:
+    """This process's rank in a multi-process run (`accelerate launch` sets RANK); 0 when alone."""
+    return int(os.environ.get("RANK", "0"))
+
+
+def other_rank(config: Config, run_dir: Path, *, resume: bool) -> int:
+    """Rank 1 and up of a multi-process run: the same training on its share of the data, writing nothing in
+    the run directory; rank 0 writes status, metrics, checkpoints' trainer state and the final model."""
+    checked = preflight.run(config, pinned=rundir.pinned(run_dir))
+    device = model.detect_device()
+    checkpoint = resume_mod.last_checkpoint(run_dir) if resume else None
+    trainer, stopper, _ = build_trainer(config, checked, device, run_dir)
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    print(f"rank {rank()} of {trainer.args.world_size}: {trainer.state.global_step} steps", flush=True)
+    if not stopper.requested:  # FSDP and DeepSpeed gather the weights from every rank to save them
+        trainer.save_model(str(run_dir / FINAL_DIR))
+    _leave_group()
+    return 0
+
+
+def _leave_group() -> None:
+    """End a multi-process run's process group before exit: left to the interpreter's exit, gloo and NCCL
+    can abort the process after training succeeded."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def _nan_reason(step: int, first_logged: int | None) -> str:

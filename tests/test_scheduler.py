@@ -229,3 +229,28 @@ def test_cli_refuses_clearly(root: Path, tmp_path: Path) -> None:
     assert runs.read_status(queued)["state"] == "queued"  # a second trainer never touched it
     result = cli("finetune", "queue", "--home", str(root.parent))
     assert result.stdout.split() == [queued.name]
+
+
+def test_a_multi_gpu_run_takes_a_gpu_set_and_nothing_overtakes_the_next(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three GPU slots: a 2-process run takes two; the next 2-process run waits for two, and a 1-GPU run
+    queued after it waits too. The spawn is recorded, not run: what is under test is which slots each gets."""
+    from finetune import status as st
+
+    monkeypatch.setenv("TUNEBOARD_SLOTS", "0,1,2")
+    given: dict[str, str] = {}
+
+    def launch(run_dir: Path, slot: str) -> dict:
+        given[run_dir.name] = slot
+        return st.update(run_dir, state=st.STARTING, slot=slot, launched_at=st.now_iso())
+
+    monkeypatch.setattr(jobs, "launch", launch)
+    two = {"launch.num_processes": 2}
+    a = scheduler.submit(demo(**two), root, check=False)
+    b = scheduler.submit(demo(**two), root, check=False)
+    c = scheduler.submit(demo(), root, check=False)
+    assert given == {a.name: "0,1"} and scheduler.queue(root) == [b.name, c.name]
+    st.update(a, state=st.FINISHED)
+    scheduler.dispatch(root)
+    assert given[b.name] == "0,1" and given[c.name] == "2"
