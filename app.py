@@ -50,7 +50,7 @@ def main() -> None:
     demo = ui.build(home, shared=auth.is_shared(args.host, args.share, login))
     demo.queue(default_concurrency_limit=4)
     settings = ui.launch_kwargs(home, demo, login)  # theme, routes, login, upload limit, no tracebacks
-    if os.environ.get("TUNEBOARD_CONTAINER"):
+    if os.environ.get("TUNEBOARD_CONTAINER") or os.environ.get("SYSTEM") == "spaces":  # a Space is one too
         signal.signal(signal.SIGTERM, lambda *_: _container_stops(home))
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, **settings)
 
