@@ -199,10 +199,13 @@ def reconcile(run_dir: str | Path, *, grace: float = STOP_GRACE_SECONDS) -> dict
 
     - live state but no process: ``failed`` with a reason and the log tail (``stopped`` if a stop was asked);
     - ``stopping`` for longer than ``grace`` seconds: SIGKILL to the process group, state ``stopped``.
+
+    A run a cluster scheduler started (status ``launcher``: slurm, skypilot) is left as it says: its
+    processes run on other machines, and its rank 0 writes its end into the shared run directory.
     """
     run_dir = Path(run_dir)
     status = st.read(run_dir)
-    if not st.is_live(status):
+    if not st.is_live(status) or status.get("launcher"):  # a cluster job: its pid is on another machine
         return status
     if "pid" not in status:  # launched a moment ago: the pid is being written
         waited = st.seconds_since(status.get("launched_at") or status.get("created_at"))

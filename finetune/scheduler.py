@@ -232,7 +232,7 @@ def _busy(root: Path) -> list[str]:
     taken, unplaced = [], 0
     for path in _run_dirs(root):
         status = st.read(path)
-        if st.is_live(status) and st.is_live(status := jobs.reconcile(path)):
+        if st.is_live(status) and st.is_live(status := jobs.reconcile(path)) and not status.get("launcher"):
             if status.get("slot"):
                 taken += str(status["slot"]).split(",")  # a multi-GPU job holds its whole set
             else:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import sys
 import traceback
 from pathlib import Path
@@ -85,7 +86,7 @@ def train(config: Config, run_dir: Path, *, resume: bool = False) -> int:
     previous = st.read(run_dir)
     attempt = resume_mod.attempt_fields(previous, resume_mod.checkpoint_step(checkpoint))
     rundir.record_attempt(run_dir, attempt=attempt["attempt"], resume=resume, checkpoint=_name(checkpoint))
-    st.update(run_dir, run_id=run_dir.name, **procs.identity(os.getpid()), **attempt)
+    st.update(run_dir, run_id=run_dir.name, **procs.identity(os.getpid()), **attempt, **_launcher())
     st.update_if(run_dir, RUNNABLE, state=st.RUNNING)  # a stop asked meanwhile stays "stopping"
     try:
         trainer, stopper, recorder = build_trainer(config, checked, device, run_dir, attempt["prior_seconds"])
@@ -113,6 +114,14 @@ def train(config: Config, run_dir: Path, *, resume: bool = False) -> int:
 
 
 RUNNABLE = (None, st.QUEUED, st.STARTING, st.RUNNING, *st.FINAL_STATES)
+
+
+def _launcher() -> dict[str, Any]:
+    """A run started by a cluster scheduler (presets/launch/schedulers/ set TUNEBOARD_LAUNCHER) says so, and
+    where: the page's supervisor cannot see processes on other machines, so it leaves such runs to report
+    their own end."""
+    launcher = os.environ.get("TUNEBOARD_LAUNCHER")
+    return {"launcher": launcher, "host": socket.gethostname()} if launcher else {}
 
 
 def rank() -> int:
