@@ -32,7 +32,8 @@ def main() -> None:
 
     home = paths.home().resolve()
     os.environ["TUNEBOARD_HOME"] = str(home)  # the training processes see the same data directory
-    home.mkdir(parents=True, exist_ok=True)
+    if problem := paths.writable_problem(home):
+        sys.exit(f"tuneboard: {problem}")
 
     from finetune import ui  # gradio is not imported yet: its cache must be set first
     from finetune.ui import auth

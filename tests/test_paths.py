@@ -144,3 +144,28 @@ def test_bundled_names_are_names_not_patterns() -> None:
 def test_private_dir_is_this_users_only(tmp_path: Path) -> None:
     folder = paths.private_dir(tmp_path / "a" / "b")
     assert folder.is_dir() and (os.stat(folder).st_mode & 0o777) == 0o700
+
+
+def test_an_unwritable_data_directory_stops_the_app_with_the_fix(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the data directory should be")
+    env = os.environ | {"TUNEBOARD_HOME": str(blocker / "home")}
+    out = subprocess.run(
+        [sys.executable, "app.py"], cwd=root, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 1 and "(TUNEBOARD_HOME) is not writable" in out.stderr
+    assert "Storage Bucket" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_space_says_when_its_data_directory_vanishes_on_restart(tmp_path: Path) -> None:
+    app_dir = Path(__file__).resolve().parent.parent
+    assert paths.ephemeral(app_dir / "tuneboard_home", {"SYSTEM": "spaces"})  # the Space's own disk
+    assert not paths.ephemeral(app_dir / "tuneboard_home", {})  # not a Space: the owner's own disk
+    shm = Path("/dev/shm")
+    if shm.is_dir() and shm.stat().st_dev != app_dir.stat().st_dev:  # another filesystem, as a bucket is
+        assert not paths.ephemeral(shm, {"SYSTEM": "spaces"})
+    assert paths.zero_gpu({"SPACES_ZERO_GPU": "true"}) and not paths.zero_gpu({})
