@@ -5,7 +5,8 @@
     .venv/bin/pytest tests/ui/test_security.py -q
 
 On a Space with ``hf_oauth: true`` (SPACE_ID and OAUTH_CLIENT_ID set), people sign in with their Hugging Face
-account at /login/huggingface and only those named in TUNEBOARD_HF_USERS (default: the Space's owner) get in.
+account at /login/huggingface and only those named in TUNEBOARD_HF_USERS (default: the Space's owner), or
+members of an organization named in TUNEBOARD_HF_ORGS (a team Space, with hf_oauth_authorized_org), get in.
 TUNEBOARD_AUTH wins when both are set. :func:`from_env` reads all this once at startup and fails there, naming
 the variable (never echoing a password); :func:`allowed` is the one test every guard applies to a request.
 """
@@ -25,6 +26,7 @@ from starlette.requests import Request
 
 ENV = "TUNEBOARD_AUTH"
 HF_USERS_ENV = "TUNEBOARD_HF_USERS"
+HF_ORGS_ENV = "TUNEBOARD_HF_ORGS"
 
 
 class LoginError(ValueError):
@@ -53,7 +55,9 @@ def from_env(environ: Mapping[str, str] = os.environ) -> Login:
                 "OAUTH_CLIENT_ID is set outside a Hugging Face Space (SYSTEM=spaces is missing); unset it, "
                 f"or use {ENV}=user:password for a login here"
             )
-        return Login("huggingface", {"auth_dependency": hf_user_check(hf_users(environ))})
+        orgs = _names(environ.get(HF_ORGS_ENV))
+        users = hf_users(environ) if not orgs or environ.get(HF_USERS_ENV) else frozenset()
+        return Login("huggingface", {"auth_dependency": hf_user_check(users, orgs)})
     return Login()
 
 
@@ -96,23 +100,33 @@ def password_check(accounts: dict[str, str]) -> Callable[[str, str], bool]:
 
 def hf_users(environ: Mapping[str, str]) -> frozenset[str]:
     """The Hugging Face accounts let in: TUNEBOARD_HF_USERS, else the Space's owner."""
-    names = environ.get(HF_USERS_ENV) or environ.get("SPACE_AUTHOR_NAME") or ""
-    users = frozenset(n.strip().casefold() for n in names.split(",") if n.strip())
+    users = _names(environ.get(HF_USERS_ENV) or environ.get("SPACE_AUTHOR_NAME"))
     if not users:
         raise LoginError(f"{HF_USERS_ENV} is empty and SPACE_AUTHOR_NAME is unset: name who may sign in")
     return users
 
 
-def hf_user_check(users: frozenset[str]) -> Callable[[Request], str | None]:
-    """``auth_dependency=`` for launch: the signed-in HF username when it is in ``users``, else None."""
+def _names(text: str | None) -> frozenset[str]:
+    return frozenset(n.strip().casefold() for n in (text or "").split(",") if n.strip())
+
+
+def hf_user_check(
+    users: frozenset[str], orgs: frozenset[str] = frozenset()
+) -> Callable[[Request], str | None]:
+    """``auth_dependency=`` for launch: the signed-in HF username when it is in ``users`` or belongs to one of
+    ``orgs`` (the userinfo's ``orgs``: a team Space's members), else None."""
 
     def user(request: Request) -> str | None:
         session = request.scope.get("session") or {}  # set by the OAuth session middleware
         info = session.get("oauth_info") or {}
         if info.get("expires_at") is not None and info["expires_at"] < time.time():
             return None
-        name = (info.get("userinfo") or {}).get("preferred_username")
-        return name if isinstance(name, str) and name.casefold() in users else None
+        userinfo = info.get("userinfo") or {}
+        name = userinfo.get("preferred_username")
+        if not isinstance(name, str):
+            return None
+        member_of = {str(o.get("preferred_username", "")).casefold() for o in userinfo.get("orgs") or []}
+        return name if name.casefold() in users or member_of & orgs else None
 
     return user
 

@@ -98,6 +98,17 @@ def test_hf_user_check() -> None:
     assert user(request_with({})) is None and user(request_with(None)) is None
 
 
+def test_a_team_space_lets_in_the_members_of_its_organization() -> None:
+    login = auth.from_env({**SPACE, "TUNEBOARD_HF_ORGS": "Acme"})
+    user = login.launch["auth_dependency"]
+    member = {"userinfo": {"preferred_username": "eve", "orgs": [{"preferred_username": "acme"}]}}
+    outsider = {"userinfo": {"preferred_username": "ada", "orgs": [{"preferred_username": "other"}]}}
+    assert user(request_with({"oauth_info": member})) == "eve"
+    assert user(request_with({"oauth_info": outsider})) is None  # the owner too: the list is the org's
+    both = auth.from_env({**SPACE, "TUNEBOARD_HF_ORGS": "acme", "TUNEBOARD_HF_USERS": "ada"})
+    assert both.launch["auth_dependency"](request_with({"oauth_info": outsider})) == "ada"
+
+
 @pytest.mark.parametrize(
     "host, share, login, warned",
     [
