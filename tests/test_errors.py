@@ -1,6 +1,6 @@
 """finetune/errors.py: one error family, each error naming the field at fault and the fix.
 
-    .venv/bin/pytest tests/test_errors.py -q
+.venv/bin/pytest tests/test_errors.py -q
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """finetune/explain.py and finetune/explain/*.yaml: every field explained in plain words, in both languages.
 
-    .venv/bin/pytest tests/test_explain.py -q
+.venv/bin/pytest tests/test_explain.py -q
 """
 
 from __future__ import annotations
