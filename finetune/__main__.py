@@ -45,7 +45,14 @@ def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(prog="python -m finetune", description=__doc__, formatter_class=fmt)
     sub = parser.add_subparsers(dest="command", required=True)
+    _config_parsers(sub, fmt)
+    _tool_parsers(sub)
+    _job_parsers(sub)
+    return parser
 
+
+def _config_parsers(sub: argparse._SubParsersAction, fmt: type[argparse.HelpFormatter]) -> None:
+    """train and plan: a config with --section.key overrides; their --help lists every config field."""
     train = sub.add_parser(
         "train", help="train a model from a config", epilog=_fields_epilog(), formatter_class=fmt
     )
@@ -77,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--lang", choices=explain.LANGS, default="en", help="language of --explain (default: en)"
     )
 
+
+def _tool_parsers(sub: argparse._SubParsersAction) -> None:
+    """The verbs that look at templates, tokens, presets, the schema and the tiny local models."""
     render = sub.add_parser("render", help="render JSON chat messages from stdin with a template")
     render.add_argument(
         "--template", required=True, help=f"template preset id: {', '.join(presets.names('templates'))}"
@@ -97,8 +107,6 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("schema", help="print the config keys as a Markdown table (the README's reference)")
     built = sub.add_parser("builtin", help="build a tiny local model (cached) and print its folder")
     built.add_argument("name", nargs="?", default="tiny-llama", help="tiny-llama or tiny-gemma")
-    _job_parsers(sub)
-    return parser
 
 
 def _job_parsers(sub: argparse._SubParsersAction) -> None:

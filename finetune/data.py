@@ -146,7 +146,11 @@ def resolve_layout(
         roles = _with_detected(column_names, layout, explicit)
         if all(role in roles for role in REQUIRED[layout]):
             return layout, ColumnMap(**roles)
-    layout = candidates[0]
+    raise _unmapped(column_names, candidates[0], explicit)
+
+
+def _unmapped(column_names: list[str], layout: str, explicit: dict[str, str]) -> DataError:
+    """The error naming every column ``layout`` still needs mapped, at once (a choice to make: todo)."""
     roles = _with_detected(column_names, layout, explicit)
     missing = [
         (
@@ -157,7 +161,7 @@ def resolve_layout(
         for role in REQUIRED[layout]
         if role not in roles
     ]
-    raise DataError(*missing[0], more=missing[1:], todo=True)  # every column left to map, at once
+    return DataError(*missing[0], more=missing[1:], todo=True)
 
 
 def _with_detected(column_names: list[str], layout: str, explicit: dict[str, str]) -> dict[str, str]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,8 +67,14 @@ def training_kwargs(config: Config, *, cuda: bool, bf16_ok: bool, has_eval: bool
         derive("logging_nan_inf_filter", False, "a NaN/inf loss is logged as is and stops the run")
     if has_eval and "eval_strategy" not in kw:
         derive("eval_strategy", "epoch", "dataset.validation_split > 0")
+    _task_kwargs(config, derive)
+    return kw
+
+
+def _task_kwargs(config: Config, derive: Callable[[str, Any, str], None]) -> None:
+    """What TRL's SFTConfig needs for the task (classification trains with TrainingArguments: none)."""
     if config.task == "classification":
-        return kw
+        return
     derive("max_length", config.dataset.max_length, "dataset.max_length")
     if config.task == "sft":
         # TRL gets the records tokenized, each with its loss mask (train.tokenized), never the messages: the
@@ -79,7 +86,6 @@ def training_kwargs(config: Config, *, cuda: bool, bf16_ok: bool, has_eval: bool
         )
     else:
         derive("dataset_text_field", "text", "task text trains on the text column")
-    return kw
 
 
 def _precision(config: Config, kw: dict[str, Value], derive, *, cuda: bool, bf16_ok: bool) -> None:

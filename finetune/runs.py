@@ -6,6 +6,7 @@ A run directory (see finetune/train.py) holds status.json, train.log and metrics
 reads; nothing is kept in memory between calls. Followers carry a byte offset instead: :func:`read_new`
 returns the complete lines written since that offset and the offset to pass next time, so a page polling a
 live run reads each byte of a growing file once, and a reload starts again from :func:`tail_offset`.
+:func:`attach` and :func:`poll` follow one run that way for the page's Run section (finetune/ui/run_tab.py).
 Starting and stopping runs is finetune/jobs.py.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -230,6 +232,74 @@ def log_tail(run_dir: str | Path, lines: int = 200, window: int = 256 << 10) -> 
     """The last ``lines`` lines of train.log and the offset to follow it from."""
     text, offset = _read_tail(Path(run_dir) / "train.log", window)
     return redact_lines(text[-lines:]), offset
+
+
+# ---------------------------------------------------------------- following one run (the page's Run section)
+
+
+LOG_LINES = 300  # the log lines a follower keeps: what the page's log box shows
+# How a follower reads a run's status: read_status only reads; the page passes jobs.reconcile, which also
+# marks a run whose process died as failed (jobs imports this module, so it is passed in, not imported).
+StatusOf = Callable[[Path], dict[str, Any]]
+
+
+def attach(root: Path, run_id: str | None, *, status_of: StatusOf = read_status) -> dict[str, Any]:
+    """Start following a run: all its metrics (one read) and the end of its log; offsets at the ends."""
+    if not run_id or not (root / run_id).is_dir():
+        return {}
+    run_dir = root / run_id
+    metrics, met_off = follow_metrics(run_dir)
+    log, log_off = log_tail(run_dir, LOG_LINES)
+    status = status_of(run_dir)
+    return {
+        "run": run_id,
+        "attempt": status.get("attempt"),
+        "met_off": met_off,
+        "log_off": log_off,
+        "rows": metrics,
+        "log": log,
+        "status": status,
+        "fresh": True,
+    }
+
+
+def poll(
+    root: Path, follow: dict[str, Any], *, status_of: StatusOf = read_status
+) -> tuple[dict[str, Any], bool, bool]:
+    """Read what is new since :func:`attach` or the last poll; returns (follow, new metrics?, new log?)."""
+    run_dir = root / follow["run"]
+    status = status_of(run_dir)
+    if status.get("attempt") != follow.get("attempt"):  # resumed: its curves were rewound, read them again
+        return attach(root, follow["run"], status_of=status_of), True, True
+    log_lines, log_off = read_log(run_dir, follow["log_off"])
+    met_lines, met_off = read_new(run_dir / "metrics.jsonl", follow["met_off"])  # at most MAX_READ
+    rows = parse_metrics(met_lines)
+    follow = {
+        **follow,
+        "log_off": log_off,
+        "met_off": met_off,
+        "status": status,
+        "fresh": False,
+    }
+    if rows:
+        follow["rows"] = follow["rows"] + rows
+    if log_lines:
+        follow["log"] = (follow["log"] + log_lines)[-LOG_LINES:]
+    return follow, bool(rows), bool(log_lines)
+
+
+def latest_run(
+    root: Path, queued: Callable[[Path], list[str]], *, status_of: StatusOf = read_status
+) -> str | None:
+    """The newest live run, else the first queued one (``queued``: scheduler.queue), else the newest run."""
+    listed = list_runs(root)
+    for run in listed:
+        if run.state in LIVE_STATES and is_live(status_of(Path(run.path))):
+            return run.id
+    waiting = queued(root)
+    if waiting:
+        return waiting[0]
+    return listed[0].id if listed else None
 
 
 # ---------------------------------------------------------------- comparing

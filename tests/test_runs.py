@@ -6,12 +6,13 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from finetune import runs
+from finetune import jobs, procs, runs, scheduler
 
 
 def make_run(root: Path, name: str, status: dict, metrics: list[dict] | None = None, log: str = "") -> Path:
@@ -189,3 +190,72 @@ def test_the_eta_follows_the_recent_pace_not_the_first_steps() -> None:
     resumed = {**status, "attempt_start_step": 38}  # only steps of this attempt count
     assert runs.recent_pace(rows, 38) is None
     assert runs.progress(resumed, now=last, rows=rows)["eta"] == pytest.approx(100 / 2 * 60)
+
+
+# ---------------------------------------------------------------- following one run (the page's Run section)
+
+
+def append(path: Path, *lines: str) -> None:
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write("".join(line + "\n" for line in lines))
+
+
+def alive() -> dict:
+    """Status fields naming this test's own process: a live run's process, as reconcile sees it."""
+    return {"pid": os.getpid(), "pid_start_time": procs.start_time(os.getpid())}
+
+
+def test_attach_then_poll_reads_only_new_lines(tmp_path: Path) -> None:
+    status = {"state": "running", "started_at": "2025-01-01T00:00:00+00:00", "step": 2, "max_steps": 10}
+    run_dir = make_run(
+        tmp_path, "r1", status | alive(), [{"step": 2, "loss": 3.0}], "loading\nstep 2/10 loss 3.0\n"
+    )
+    follow = runs.attach(tmp_path, "r1", status_of=jobs.reconcile)
+    assert [r["step"] for r in follow["rows"]] == [2] and follow["log"][-1] == "step 2/10 loss 3.0"
+    assert follow["status"]["state"] == "running"
+
+    follow, new_rows, new_log = runs.poll(tmp_path, follow, status_of=jobs.reconcile)
+    assert not new_rows and not new_log  # nothing written since
+
+    append(run_dir / "metrics.jsonl", json.dumps({"step": 4, "loss": 2.5}))
+    with (run_dir / "metrics.jsonl").open("a") as fh:
+        fh.write('{"step": 6, "lo')  # a line still being written waits for the next tick
+    append(run_dir / "train.log", "step 4/10 loss 2.5")
+    follow, new_rows, new_log = runs.poll(tmp_path, follow, status_of=jobs.reconcile)
+    assert new_rows and new_log and [r["step"] for r in follow["rows"]] == [2, 4]
+    assert follow["met_off"] < (run_dir / "metrics.jsonl").stat().st_size
+
+
+def test_latest_run_prefers_a_live_one(tmp_path: Path) -> None:
+    make_run(tmp_path, "old-live", {"state": "running", "started_at": "2025-01-01T00:00:00+00:00"} | alive())
+    make_run(tmp_path, "new-done", {"state": "finished", "started_at": "2025-01-02T00:00:00+00:00"})
+    assert runs.latest_run(tmp_path, scheduler.queue, status_of=jobs.reconcile) == "old-live"
+    dead_status = {"state": "running", "started_at": "2025-01-03T00:00:00+00:00", "pid": 2**22 + 7}
+    dead = make_run(tmp_path, "newest-dead", dead_status)
+    assert runs.latest_run(tmp_path, scheduler.queue, status_of=jobs.reconcile) == "old-live"
+    assert json.loads((dead / "status.json").read_text())["state"] == "failed"  # reconciled on the way
+    assert runs.latest_run(tmp_path / "none", scheduler.queue, status_of=jobs.reconcile) is None
+    assert runs.attach(tmp_path, None) == {}
+
+
+def test_following_with_the_default_reader_only_reads(tmp_path: Path) -> None:
+    dead = make_run(
+        tmp_path, "dead", {"state": "running", "started_at": "2025-01-03T00:00:00+00:00", "pid": 2**22 + 7}
+    )
+    assert runs.attach(tmp_path, "dead")["status"]["state"] == "running"  # as written: nothing reconciled
+    assert runs.latest_run(tmp_path, lambda root: []) == "dead"
+    assert json.loads((dead / "status.json").read_text())["state"] == "running"
+
+
+TOKEN = "hf_" + "AbCd1234" * 4 + "xy"
+
+
+def test_a_followed_log_is_redacted(tmp_path: Path) -> None:
+    run_dir = make_run(tmp_path, "r", {"state": "finished"}, log=f"first {TOKEN}\n")
+    follow = runs.attach(tmp_path, "r", status_of=jobs.reconcile)
+    assert follow["log"] == ["first hf_***"]
+    with (run_dir / "train.log").open("a", encoding="utf-8") as fh:
+        fh.write(f"second {TOKEN}\n")
+    follow, _, new_log = runs.poll(tmp_path, follow, status_of=jobs.reconcile)
+    assert new_log and follow["log"][-1] == "second hf_***"
+    assert runs.log_tail(run_dir)[0] == ["first hf_***", "second hf_***"]

@@ -157,15 +157,7 @@ class Binder:
             value = fallback
         show_help = kwargs.pop("show_help", True)
         error_target = kwargs.pop("error_target", None)
-        label = i18n.field_label(i18n.DEFAULT_LANG, path)
-        texts: dict[str, Any] = {"label": lambda lang: i18n.field_label(lang, path)}
-        if show_help:
-            kwargs["info"] = i18n.field_help(i18n.DEFAULT_LANG, path)
-            texts["info"] = lambda lang: i18n.field_help(lang, path)
-        classes = ["tb-field", *([kwargs.pop("elem_classes")] if "elem_classes" in kwargs else [])]
-        with self._explained(path, show_help, kwargs):
-            component = cls(label=label, value=to_ui(value), elem_classes=classes, **kwargs)
-        self.texts.add(component, **texts)
+        component = self._labelled(path, cls, to_ui(value), show_help, kwargs)
         default = self._default(path) if unset is UNSET else unset
         shown_unset = schema_defaults().get(path) if fallback is UNSET else fallback
         self.fields[path] = Field(
@@ -179,6 +171,20 @@ class Binder:
             show_help,
             shown_unset,
         )
+        return component
+
+    def _labelled(self, path: str, cls: Any, value: Any, show_help: bool, kwargs: dict[str, Any]) -> Any:
+        """``cls(label=..., info=..., value=value, **kwargs)`` for ``path``: its label and help in the default
+        language, registered to follow a language switch, and its explanation below where it has one."""
+        label = i18n.field_label(i18n.DEFAULT_LANG, path)
+        texts: dict[str, Any] = {"label": lambda lang: i18n.field_label(lang, path)}
+        if show_help:
+            kwargs["info"] = i18n.field_help(i18n.DEFAULT_LANG, path)
+            texts["info"] = lambda lang: i18n.field_help(lang, path)
+        classes = ["tb-field", *([kwargs.pop("elem_classes")] if "elem_classes" in kwargs else [])]
+        with self._explained(path, show_help, kwargs):
+            component = cls(label=label, value=value, elem_classes=classes, **kwargs)
+        self.texts.add(component, **texts)
         return component
 
     @contextmanager

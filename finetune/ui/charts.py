@@ -42,22 +42,36 @@ def md_text(value: Any) -> str:
     return "".join(_HTML_ENTITIES.get(c) or (f"\\{c}" if c in _MD_PUNCTUATION else c) for c in text)
 
 
+# The histogram's drawing area (SVG units) and the margins kept for its axis labels.
+HIST_WIDTH, HIST_HEIGHT, PAD_LEFT, PAD_BOTTOM, PAD_TOP = 640, 190, 44, 30, 12
+
+
 def histogram(stats: dict[str, Any], max_length: int, lang: str) -> str:
     """SVG bars of token lengths with max_length drawn as a line, and how many records it truncates."""
     hist = stats.get("histogram") or {}
     counts, edges = hist.get("counts") or [], hist.get("edges") or []
     if not counts:
         return f"<div class='tb-empty'>{esc(t(lang, 'dataset.no_lengths'))}</div>"
-    width, height, pad_l, pad_b, pad_t = 640, 190, 44, 30, 12
+    svg = _histogram_svg(counts, edges, max_length, t(lang, "dataset.histogram"))
+    kind = "warn" if stats.get("over_max", 0) else "ok"
+    return (
+        f"<div class='tb-hist'>{svg}<div class='tb-caption'>{esc(_length_caption(stats, lang))}</div>"
+        f"<div class='tb-trunc {kind}'>{esc(_truncation_line(stats, max_length, lang))}</div></div>"
+    )
+
+
+def _histogram_svg(counts: list[int], edges: list[float], max_length: int, label: str) -> str:
+    """The bars (those holding records max_length cuts marked ``over``), the axes and the max_length line."""
+    width, height = HIST_WIDTH, HIST_HEIGHT
     lo, hi = edges[0], max(edges[-1], max_length * 1.02 if max_length < edges[-1] * 3 else edges[-1])
     span = max(hi - lo, 1)
     top = max(counts)
 
     def x(v: float) -> float:
-        return pad_l + (v - lo) / span * (width - pad_l - 8)
+        return PAD_LEFT + (v - lo) / span * (width - PAD_LEFT - 8)
 
     def y(c: float) -> float:
-        return pad_t + (1 - c / top) * (height - pad_t - pad_b)
+        return PAD_TOP + (1 - c / top) * (height - PAD_TOP - PAD_BOTTOM)
 
     bars = []
     for c, a, b in zip(counts, edges[:-1], edges[1:], strict=False):
@@ -71,18 +85,28 @@ def histogram(stats: dict[str, Any], max_length: int, lang: str) -> str:
         f"<text class='tb-tick' x='{x(v):.1f}' y='{height - 10}' text-anchor='middle'>{v:.0f}</text>"
         for v in ticks
     )
-    axis += f"<text class='tb-tick' x='{pad_l - 6}' y='{y(top) + 4:.1f}' text-anchor='end'>{top}</text>"
-    axis += f"<text class='tb-tick' x='{pad_l - 6}' y='{y(0):.1f}' text-anchor='end'>0</text>"
-    marker = ""
-    if lo <= max_length <= hi:
-        mx = x(max_length)
-        marker = (
-            f"<line class='tb-maxline' x1='{mx:.1f}' x2='{mx:.1f}' y1='{pad_t - 6}' y2='{y(0):.1f}'/>"
-            f"<text class='tb-maxlabel' x='{mx - 4:.1f}' y='{pad_t + 4}' text-anchor='end'>"
-            f"max_length {max_length}</text>"
-        )
-    over = stats.get("over_max", 0)
-    caption = t(
+    axis += f"<text class='tb-tick' x='{PAD_LEFT - 6}' y='{y(top) + 4:.1f}' text-anchor='end'>{top}</text>"
+    axis += f"<text class='tb-tick' x='{PAD_LEFT - 6}' y='{y(0):.1f}' text-anchor='end'>0</text>"
+    marker = _max_line(x(max_length), y(0), max_length) if lo <= max_length <= hi else ""
+    return (
+        f"<svg viewBox='0 0 {width} {height}' role='img' aria-label='{esc(label)}'>"
+        f"<line class='tb-axis' x1='{PAD_LEFT}' x2='{width - 8}' y1='{y(0):.1f}' y2='{y(0):.1f}'/>"
+        f"{''.join(bars)}{marker}{axis}</svg>"
+    )
+
+
+def _max_line(mx: float, bottom: float, max_length: int) -> str:
+    """The max_length line at ``mx`` from the top down to ``bottom``, labelled to its left."""
+    return (
+        f"<line class='tb-maxline' x1='{mx:.1f}' x2='{mx:.1f}' y1='{PAD_TOP - 6}' y2='{bottom:.1f}'/>"
+        f"<text class='tb-maxlabel' x='{mx - 4:.1f}' y='{PAD_TOP + 4}' text-anchor='end'>"
+        f"max_length {max_length}</text>"
+    )
+
+
+def _length_caption(stats: dict[str, Any], lang: str) -> str:
+    """The lengths in numbers: how many records, shortest, mean, 90th percentile, longest."""
+    return t(
         lang,
         "dataset.length_caption",
         count=stats.get("count", 0),
@@ -91,25 +115,19 @@ def histogram(stats: dict[str, Any], max_length: int, lang: str) -> str:
         p90=f"{stats.get('p90', 0):.0f}",
         max=stats.get("max", 0),
     )
+
+
+def _truncation_line(stats: dict[str, Any], max_length: int, lang: str) -> str:
+    """How many records max_length cuts and what to do (:func:`truncation_text`), or that it cuts none."""
+    if not stats.get("over_max", 0):
+        return t(lang, "dataset.none_truncated", max_length=max_length)
     plain = {
-        "over": over,
+        "over": stats.get("over_max", 0),
         "count": stats.get("count", 0),
         "max_length": max_length,
         "longest": stats.get("max"),
     }
-    truncation = (
-        truncation_text(stats.get("truncation") or plain, lang)
-        if over
-        else t(lang, "dataset.none_truncated", max_length=max_length)
-    )
-    return (
-        f"<div class='tb-hist'><svg viewBox='0 0 {width} {height}' role='img' "
-        f"aria-label='{esc(t(lang, 'dataset.histogram'))}'>"
-        f"<line class='tb-axis' x1='{pad_l}' x2='{width - 8}' y1='{y(0):.1f}' y2='{y(0):.1f}'/>"
-        f"{''.join(bars)}{marker}{axis}</svg>"
-        f"<div class='tb-caption'>{esc(caption)}</div>"
-        f"<div class='tb-trunc {'warn' if over else 'ok'}'>{esc(truncation)}</div></div>"
-    )
+    return truncation_text(stats.get("truncation") or plain, lang)
 
 
 def truncation_text(trunc: dict[str, Any] | None, lang: str) -> str:

@@ -1,4 +1,5 @@
-"""What the page's sections share: the data directory, the binder, the language, and the analysis.
+"""What the page's sections share: the data directory, the binder, the language, the analysis, and each
+section's components (``ctx.dataset.preview``, ``ctx.run.watch``: one dataclass per section, in its module).
 
     (imported by finetune/ui/page.py and the *_tab.py modules)
 
@@ -13,20 +14,29 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
 from finetune import config as cfg
-from finetune import runs
+from finetune import runs as run_dirs  # ctx.runs: the Runs section's handles
 from finetune.errors import Problem, TuneboardError
 from finetune.ui import charts, i18n, previews
 from finetune.ui.binder import Binder, problem_text
 
+if TYPE_CHECKING:  # each section module defines its own handles; they import this module
+    from finetune.ui.dataset_tab import DatasetParts
+    from finetune.ui.hparams_tab import HparamsParts
+    from finetune.ui.page import PageParts
+    from finetune.ui.run_tab import RunParts
+    from finetune.ui.runs_tab import RunsParts
+    from finetune.ui.template_tab import TemplateParts
+    from finetune.ui.tokens_tab import TokensParts
+
 log = logging.getLogger("tuneboard.ui")
 
 
-@dataclass
+@dataclass(slots=True)  # slots: a misspelt attribute is an AttributeError, never a new one
 class Ctx:
     home: Path
     texts: i18n.Texts
@@ -35,11 +45,21 @@ class Ctx:
     analysis: Any = None  # gr.State: the last analysis (plain dict)
     shown: Any = None  # gr.State: names of the fields showing a problem now
     banner: Any = None  # gr.HTML: every current problem, above the tabs
-    parts: dict[str, Any] = field(default_factory=dict)  # components one section needs from another
+    tabs: gr.Tabs | None = None  # the six sections (the Runs section's Watch switches to Run)
+    tab: dict[str, gr.Tab] = field(default_factory=dict)  # section key ("runs") -> its tab
+    # Each section's components that its handlers and other sections use, set by its build() (page.py builds
+    # them in order): one typed handle per section, read before it is set is an AttributeError.
+    page: PageParts = field(init=False, repr=False)
+    dataset: DatasetParts = field(init=False, repr=False)
+    template: TemplateParts = field(init=False, repr=False)
+    tokens: TokensParts = field(init=False, repr=False)
+    hparams: HparamsParts = field(init=False, repr=False)
+    run: RunParts = field(init=False, repr=False)
+    runs: RunsParts = field(init=False, repr=False)
 
     @property
     def runs_root(self) -> Path:
-        return runs.runs_root(self.home)
+        return run_dirs.runs_root(self.home)
 
     def form(self, *extra: Any) -> set[Any]:
         """Dict-keyed inputs: the whole form plus the language and whatever else a handler reads."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,74 +37,118 @@ MAX_COLUMNS = 50  # shown in the preview table
 MAX_CHOICES = 200  # offered in each role dropdown (which also takes a typed column name)
 
 
+@dataclass(slots=True)
+class DatasetParts:
+    """The section's components that its handlers and the page use (the fields are the binder's)."""
+
+    source: gr.Radio | None = None  # where the data comes from: SOURCES
+    builtin_group: gr.Group | None = None  # one group per source, shown for the chosen one
+    builtin: gr.Dropdown | None = None
+    upload_group: gr.Group | None = None
+    upload: gr.File | None = None
+    upload_refused: gr.HTML | None = None  # why an upload was refused, under the drop zone
+    source_note: gr.HTML | None = None  # the demo's tokens dropped for the user's own data
+    hub_group: gr.Group | None = None
+    hub_id: gr.Textbox | None = None
+    hub_load: gr.Button | None = None
+    preview_info: gr.Markdown | None = None
+    preview: gr.Dataframe | None = None  # the first rows
+    histogram: gr.HTML | None = None  # token lengths against max_length
+
+    def groups(self) -> list[Any]:
+        """The source groups, in SOURCES' order."""
+        return [self.builtin_group, self.upload_group, self.hub_group]
+
+
 def build(ctx: Ctx) -> None:
     b, tx = ctx.binder, ctx.texts
-    p = ctx.parts
+    p = ctx.dataset = DatasetParts()
     tx.add(gr.Markdown(i18n.t("en", "dataset.intro"), elem_classes=["tb-intro"]), value="dataset.intro")
     with gr.Row(equal_height=False):
         with gr.Column(scale=5):
-            p["source"] = tx.add(
-                gr.Radio(_source_choices("en"), value="builtin", label=i18n.t("en", "dataset.source")),
-                label="dataset.source",
-                choices=[(f"dataset.sources.{k}", k) for k in SOURCES],
-            )
-            with gr.Group(visible=True) as p["builtin_group"]:
-                p["builtin"] = tx.add(
-                    gr.Dropdown(
-                        datafiles.builtin_names(), value="sample-chat", label=i18n.t("en", "dataset.builtin")
-                    ),
-                    label="dataset.builtin",
-                )
-            with gr.Group(visible=False) as p["upload_group"]:
-                p["upload"] = tx.add(
-                    gr.File(
-                        file_types=UPLOAD_TYPES,
-                        type="filepath",
-                        interactive=True,  # an output too (redrawn on a language switch): stays a drop zone
-                        label=i18n.t("en", "dataset.upload"),
-                        elem_id="tb-upload",
-                        height=120,
-                    ),
-                    label="dataset.upload",
-                )
-                p["upload_refused"] = gr.HTML(visible=False, elem_id="tb-upload-refused")
-            p["source_note"] = gr.HTML(visible=False, elem_id="tb-source-note")
-            with gr.Group(visible=False) as p["hub_group"]:
-                with gr.Row():
-                    p["hub_id"] = tx.add(
-                        gr.Textbox(label=i18n.t("en", "dataset.hub_id"), placeholder="org/name", scale=3),
-                        label="dataset.hub_id",
-                    )
-                    b.field("dataset.subset", gr.Textbox, convert="text", show_help=False, scale=2)
-                    b.field("dataset.split", gr.Textbox, convert="text", show_help=False, scale=1)
-                p["hub_load"] = tx.add(
-                    gr.Button(i18n.t("en", "dataset.hub_load"), size="sm"), value="dataset.hub_load"
-                )
+            _build_source(ctx, p)
+            _build_upload(ctx, p)
+            p.source_note = gr.HTML(visible=False, elem_id="tb-source-note")
+            _build_hub(ctx, p)
             b.field("dataset.path", gr.Textbox, convert="text")
         with gr.Column(scale=4):
-            b.field("task", gr.Radio)
-            with gr.Row():
-                b.field("dataset.layout", gr.Dropdown)
-                b.field("dataset.format", gr.Dropdown)
-            with gr.Group(elem_classes=["tb-columns"]):
-                for role in ROLES:
-                    b.field(
-                        f"dataset.columns.{role}",
-                        gr.Dropdown,
-                        convert="choice",
-                        choices=[("—", "")],
-                        visible=role == "messages",
-                        allow_custom_value=True,
-                    )
-    p["preview_info"] = gr.Markdown()
-    p["preview"] = gr.Dataframe(interactive=False, wrap=True, max_height=300, elem_id="tb-preview")
+            _build_layout_and_columns(ctx)
+    p.preview_info = gr.Markdown()
+    p.preview = gr.Dataframe(interactive=False, wrap=True, max_height=300, elem_id="tb-preview")
     with gr.Row(equal_height=False):
         with gr.Column(scale=3):
-            p["histogram"] = gr.HTML(elem_id="tb-histogram")
+            p.histogram = gr.HTML(elem_id="tb-histogram")
         with gr.Column(scale=2):
             b.field("dataset.max_length", gr.Number, precision=0)
             b.field("dataset.validation_split", gr.Slider, minimum=0.0, maximum=0.5, step=0.01)
             b.field("dataset.max_records", gr.Number, convert="int0", precision=0)
+
+
+def _build_source(ctx: Ctx, p: DatasetParts) -> None:
+    """The source picker, and the bundled samples to pick from."""
+    tx = ctx.texts
+    p.source = tx.add(
+        gr.Radio(_source_choices("en"), value="builtin", label=i18n.t("en", "dataset.source")),
+        label="dataset.source",
+        choices=[(f"dataset.sources.{k}", k) for k in SOURCES],
+    )
+    with gr.Group(visible=True) as p.builtin_group:
+        p.builtin = tx.add(
+            gr.Dropdown(
+                datafiles.builtin_names(), value="sample-chat", label=i18n.t("en", "dataset.builtin")
+            ),
+            label="dataset.builtin",
+        )
+
+
+def _build_upload(ctx: Ctx, p: DatasetParts) -> None:
+    """The drop zone for the user's own file, and why one was refused."""
+    with gr.Group(visible=False) as p.upload_group:
+        p.upload = ctx.texts.add(
+            gr.File(
+                file_types=UPLOAD_TYPES,
+                type="filepath",
+                interactive=True,  # an output too (redrawn on a language switch): stays a drop zone
+                label=i18n.t("en", "dataset.upload"),
+                elem_id="tb-upload",
+                height=120,
+            ),
+            label="dataset.upload",
+        )
+        p.upload_refused = gr.HTML(visible=False, elem_id="tb-upload-refused")
+
+
+def _build_hub(ctx: Ctx, p: DatasetParts) -> None:
+    """A Hugging Face Hub dataset id with its subset and split, and Load."""
+    b, tx = ctx.binder, ctx.texts
+    with gr.Group(visible=False) as p.hub_group:
+        with gr.Row():
+            p.hub_id = tx.add(
+                gr.Textbox(label=i18n.t("en", "dataset.hub_id"), placeholder="org/name", scale=3),
+                label="dataset.hub_id",
+            )
+            b.field("dataset.subset", gr.Textbox, convert="text", show_help=False, scale=2)
+            b.field("dataset.split", gr.Textbox, convert="text", show_help=False, scale=1)
+        p.hub_load = tx.add(gr.Button(i18n.t("en", "dataset.hub_load"), size="sm"), value="dataset.hub_load")
+
+
+def _build_layout_and_columns(ctx: Ctx) -> None:
+    """The task, the data's layout and format, and which column plays each role."""
+    b = ctx.binder
+    b.field("task", gr.Radio)
+    with gr.Row():
+        b.field("dataset.layout", gr.Dropdown)
+        b.field("dataset.format", gr.Dropdown)
+    with gr.Group(elem_classes=["tb-columns"]):
+        for role in ROLES:
+            b.field(
+                f"dataset.columns.{role}",
+                gr.Dropdown,
+                convert="choice",
+                choices=[("—", "")],
+                visible=role == "messages",
+                allow_custom_value=True,
+            )
 
 
 def _source_choices(lang: str) -> list[tuple[str, str]]:
@@ -111,56 +156,70 @@ def _source_choices(lang: str) -> list[tuple[str, str]]:
 
 
 def wire(ctx: Ctx) -> None:
-    b, p = ctx.binder, ctx.parts
-    path = b.component("dataset.path")
+    b, p = ctx.binder, ctx.dataset
+    p.source.input(show_source, p.source, p.groups())
+    _wire_loading(ctx)
+    layout = b.component("dataset.layout")
     columns = [b.component(f"dataset.columns.{r}") for r in ROLES]
-    load_outputs = list(
+    layout.input(lambda d: _role_updates(d[layout], None, b), ctx.form(), columns)
+    _wire_summaries(ctx)
+
+
+def _load_outputs(ctx: Ctx) -> list[Any]:
+    """What loading data updates: the preview, the layout, task and mapping, the source picker, the tokens
+    (the demo's go with the user's own data) and the problems."""
+    b, p = ctx.binder, ctx.dataset
+    columns = [b.component(f"dataset.columns.{r}") for r in ROLES]
+    return list(
         dict.fromkeys(
             [
-                p["preview"],
+                p.preview,
                 b.component("dataset.layout"),
                 b.component("task"),
                 *columns,
-                path,
+                b.component("dataset.path"),
                 b.component("dataset.format"),
-                p["upload_refused"],
-                p["source"],
-                p["builtin"],
-                p["hub_id"],
-                *_groups(ctx),
-                p["source_note"],
+                p.upload_refused,
+                p.source,
+                p.builtin,
+                p.hub_id,
+                *p.groups(),
+                p.source_note,
                 b.component("tokens.add"),
                 *ctx.analysis_outputs()[1:],
             ]
         )
     )
 
-    p["source"].input(show_source, p["source"], _groups(ctx))
+
+def _wire_loading(ctx: Ctx) -> None:
+    """A pick, an upload, a Hub id or a typed path loads a preview, then the form is checked again."""
+    p, path = ctx.dataset, ctx.binder.component("dataset.path")
 
     def load(data_: dict, new_path: str | None = None, fmt: str | None = None) -> dict:
         return load_preview(ctx, data_, new_path, fmt)
 
     def from_builtin(d: dict) -> dict:
-        return load(d, f"builtin:{d[p['builtin']]}", "auto")
+        return load(d, f"builtin:{d[p.builtin]}", "auto")
 
     def from_upload(d: dict) -> dict:
-        if not d[p["upload"]]:  # the file was removed from the drop zone: keep the form as it is
-            return {p["preview"]: gr.skip()}
+        if not d[p.upload]:  # the file was removed from the drop zone: keep the form as it is
+            return {p.preview: gr.skip()}
         try:
-            stored = store_upload(ctx.home, d[p["upload"]])
+            stored = store_upload(ctx.home, d[p.upload])
         except uploads.UploadError as exc:  # the form keeps its data; the reason shows under the drop zone
-            return {p["upload_refused"]: refused_note(d[ctx.lang], exc.message)}
-        return {**load(d, stored, "auto"), p["upload_refused"]: gr.update(visible=False)}
+            return {p.upload_refused: refused_note(d[ctx.lang], exc.message)}
+        return {**load(d, stored, "auto"), p.upload_refused: gr.update(visible=False)}
 
     def from_hub(d: dict) -> dict:
-        return load(d, (d[p["hub_id"]] or "").strip(), "hub")
+        return load(d, (d[p.hub_id] or "").strip(), "hub")
 
-    form = ctx.form(p["builtin"], p["upload"], p["hub_id"])
+    form, load_outputs = ctx.form(p.builtin, p.upload, p.hub_id), _load_outputs(ctx)
     chains = [
-        (p["builtin"].input, from_builtin),
-        (p["upload"].upload, from_upload),
-        (p["hub_load"].click, from_hub),
-        (p["hub_id"].submit, from_hub),
+        (p.builtin.input, from_builtin),
+        (p.upload.upload, from_upload),
+        (p.hub_load.click, from_hub),
+        (p.hub_id.submit, from_hub),
         (path.submit, load),
         (path.blur, load),
     ]
@@ -169,10 +228,10 @@ def wire(ctx: Ctx) -> None:
             ctx.run_analysis, ctx.form(), ctx.analysis_outputs(), show_progress="hidden"
         )
 
-    layout = b.component("dataset.layout")
-    layout.input(lambda d: _role_updates(d[layout], None, b), ctx.form(), columns)
 
-    refresh = [ctx.analysis.change, ctx.lang.change]
+def _wire_summaries(ctx: Ctx) -> None:
+    """The length histogram and the line above the preview follow the analysis and the language."""
+    p, refresh = ctx.dataset, [ctx.analysis.change, ctx.lang.change]
     gr.on(
         refresh,
         lambda d: charts.histogram(
@@ -181,14 +240,14 @@ def wire(ctx: Ctx) -> None:
             d[ctx.lang],
         ),
         {ctx.analysis, ctx.lang},
-        p["histogram"],
+        p.histogram,
         show_progress="hidden",
     )
     gr.on(
         refresh,
         lambda d: _preview_info(ctx, d),
         {ctx.analysis, ctx.lang},
-        p["preview_info"],
+        p.preview_info,
         show_progress="hidden",
     )
 
@@ -210,7 +269,7 @@ def load_preview(ctx: Ctx, d: dict, new_path: str | None, fmt: str | None) -> di
             raise data.DataError("dataset.path", refused)
         pv = previews.dataset_preview(source)
     except data.DataError as exc:
-        out[ctx.parts["preview"]] = None
+        out[ctx.dataset.preview] = None
         return merge(out, ctx.show_problems(d, engine_problems(exc)))
     except Exception as exc:  # noqa: BLE001 - pydantic or reader errors: a message, never a traceback
         return merge(out, ctx.show_problems(d, [Problem("dataset.path", str(exc).splitlines()[0])]))
@@ -218,7 +277,7 @@ def load_preview(ctx: Ctx, d: dict, new_path: str | None, fmt: str | None) -> di
     task = d[b.component("task")]
     layout = pv["layout"] or LAYOUT_OF_TASK.get(task, "prompt_completion")
     task = TASK_OF_LAYOUT.get(pv["layout"] or "", task)
-    out[ctx.parts["preview"]] = preview_frame(pv, d[ctx.lang])
+    out[ctx.dataset.preview] = preview_frame(pv, d[ctx.lang])
     out[b.component("dataset.layout")] = layout
     out[b.component("task")] = task
     for role, update in zip(ROLES, _role_updates(layout, pv, b), strict=False):
@@ -228,7 +287,7 @@ def load_preview(ctx: Ctx, d: dict, new_path: str | None, fmt: str | None) -> di
 
 def source_updates(ctx: Ctx, path: str, fmt: str) -> dict[Any, Any]:
     """The source picker showing where ``path`` comes from: a bundled sample, a Hub id, or a file."""
-    p = ctx.parts
+    p = ctx.dataset
     name = path.removeprefix("builtin:")
     if path.startswith("builtin:") and name in datafiles.builtin_names():
         kind = "builtin"
@@ -236,16 +295,12 @@ def source_updates(ctx: Ctx, path: str, fmt: str) -> dict[Any, Any]:
         kind = "hub"
     else:
         kind = "upload"
-    out: dict[Any, Any] = {p["source"]: kind, **dict(zip(_groups(ctx), show_source(kind), strict=True))}
+    out: dict[Any, Any] = {p.source: kind, **dict(zip(p.groups(), show_source(kind), strict=True))}
     if kind == "builtin":
-        out[p["builtin"]] = name
+        out[p.builtin] = name
     elif kind == "hub":
-        out[p["hub_id"]] = path
+        out[p.hub_id] = path
     return out
-
-
-def _groups(ctx: Ctx) -> list[Any]:
-    return [ctx.parts[f"{k}_group"] for k in SOURCES]
 
 
 def show_source(choice: str) -> tuple:
@@ -255,18 +310,18 @@ def show_source(choice: str) -> tuple:
 def demo_tokens_dropped(ctx: Ctx, d: dict, source: cfg.DatasetConfig, pv: dict) -> dict[Any, Any]:
     """The user's own data (not a bundled sample) replaces the demo's: the demo's new tokens go too,
     unless the new rows use them."""
-    b, p = ctx.binder, ctx.parts
+    b, p = ctx.binder, ctx.dataset
     demo = (b.initial.get("tokens") or {}).get("add") or []
     table = b.component("tokens.add")
     current = [token for token, _ in tokens_tab.rows(d.get(table))]
     shown = json.dumps(pv["rows"], ensure_ascii=False)
     own_data = not source.path.startswith("builtin:")  # another bundled sample is still the demo's world
     if not (own_data and demo and current == demo) or any(token in shown for token in demo):
-        return {p["source_note"]: gr.update(visible=False)}
+        return {p.source_note: gr.update(visible=False)}
     note = i18n.t(d[ctx.lang], "dataset.demo_tokens_dropped", tokens=", ".join(demo))
     return {
         table: tokens_tab.table([], lang=d[ctx.lang]),
-        p["source_note"]: gr.update(value=charts.notes([note], "info"), visible=True),
+        p.source_note: gr.update(value=charts.notes([note], "info"), visible=True),
     }
 
 
@@ -281,11 +336,11 @@ def refresh_preview(ctx: Ctx, d: dict) -> dict:
             split=d[b.component("dataset.split")] or "train",
         )
         if b.access.dataset_problem(source):  # the analysis says why, next to the field
-            return {ctx.parts["preview"]: None}
+            return {ctx.dataset.preview: None}
         pv = previews.dataset_preview(source)
     except Exception:  # noqa: BLE001 - the analysis reports data problems next to the fields
-        return {ctx.parts["preview"]: None}
-    out: dict[Any, Any] = {ctx.parts["preview"]: preview_frame(pv, d[ctx.lang])}
+        return {ctx.dataset.preview: None}
+    out: dict[Any, Any] = {ctx.dataset.preview: preview_frame(pv, d[ctx.lang])}
     choices = column_choices(pv)
     layout = d[b.component("dataset.layout")]
     roles = set(data.LAYOUTS.get(layout if layout != "auto" else pv["layout"] or "", {})) or {"messages"}
@@ -295,7 +350,7 @@ def refresh_preview(ctx: Ctx, d: dict) -> dict:
 
 
 def preview_outputs(ctx: Ctx) -> list[Any]:
-    return [ctx.parts["preview"], *(ctx.binder.component(f"dataset.columns.{r}") for r in ROLES)]
+    return [ctx.dataset.preview, *(ctx.binder.component(f"dataset.columns.{r}") for r in ROLES)]
 
 
 def _role_updates(layout: str, pv: dict | None, b) -> list[Any]:

@@ -6,6 +6,7 @@ advanced fold, and a live summary (steps, warmup, checkpoints, learning-rate sch
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import gradio as gr
@@ -42,107 +43,145 @@ TRISTATE = [("auto", "auto"), ("on", "on"), ("off", "off")]
 HPARAM_PREFIXES = ("method", "lora.", "training.")
 
 
+@dataclass(slots=True)
+class HparamsParts:
+    """The section's components that its handlers and the page use (the fields are the binder's)."""
+
+    preset_buttons: dict[str, gr.Button] = field(default_factory=dict)  # preset name -> its button
+    preset_note: gr.Markdown | None = None  # which preset was applied
+    lora_group: gr.Group | None = None  # the LoRA fields, hidden for full fine-tuning
+    summary: gr.HTML | None = None  # step arithmetic cards
+    schedule: gr.LinePlot | None = None  # the learning rate over the run
+    memory: gr.HTML | None = None  # the memory estimate
+
+
 def build(ctx: Ctx) -> None:
-    b, tx, p = ctx.binder, ctx.texts, ctx.parts
-    lib = cfg.library_defaults()
+    b, tx = ctx.binder, ctx.texts
+    p = ctx.hparams = HparamsParts()
     tx.add(gr.Markdown(i18n.t("en", "hparams.intro"), elem_classes=["tb-intro"]), value="hparams.intro")
+    _build_presets(ctx, p)
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=3):
+            b.field("method", gr.Radio)
+            _build_length_and_batch(ctx)
+            _build_rate_and_checkpoints(ctx)
+            _build_lora(ctx, p)
+            with gr.Accordion(i18n.t("en", "hparams.advanced"), open=False) as acc:
+                tx.add(acc, label="hparams.advanced")
+                _build_advanced(ctx)
+        with gr.Column(scale=2, elem_classes=["tb-summary-col"]):
+            _build_summary(ctx, p)
+
+
+def _build_presets(ctx: Ctx, p: HparamsParts) -> None:
+    """A button per preset under presets/hparams/, and the line saying which one was applied."""
+    tx = ctx.texts
     with gr.Row(elem_classes=["tb-presets"]):
         tx.add(gr.Markdown(i18n.t("en", "hparams.presets")), value="hparams.presets")
-        p["preset_buttons"] = {}
         for name in presets.names("hparams"):
-            p["preset_buttons"][name] = tx.add(
+            p.preset_buttons[name] = tx.add(
                 gr.Button(
                     i18n.preset_text("en", "hparams", name, "name"), size="sm", elem_classes=["tb-preset"]
                 ),
                 value=lambda lang, n=name: i18n.preset_text(lang, "hparams", n, "name"),
             )
-    p["preset_note"] = gr.Markdown()
-    with gr.Row(equal_height=False):
-        with gr.Column(scale=3):
-            b.field("method", gr.Radio)
-            with gr.Row():
-                b.field(
-                    "training.num_train_epochs",
-                    gr.Slider,
-                    minimum=0.5,
-                    maximum=100,
-                    step=0.5,
-                    fallback=lib["num_train_epochs"],
-                )
-                b.field("training.max_steps", gr.Number, convert="int", precision=0, fallback=-1, unset=-1)
-            with gr.Row():
-                b.field(
-                    "training.per_device_train_batch_size",
-                    gr.Slider,
-                    minimum=1,
-                    maximum=128,
-                    step=1,
-                    fallback=lib["per_device_train_batch_size"],
-                )
-                b.field(
-                    "training.gradient_accumulation_steps",
-                    gr.Slider,
-                    minimum=1,
-                    maximum=64,
-                    step=1,
-                    fallback=lib["gradient_accumulation_steps"],
-                )
-            with gr.Row():
-                b.field("training.learning_rate", gr.Number, convert="float", fallback=lib["learning_rate"])
-                b.field(
-                    "training.lr_scheduler_type",
-                    gr.Dropdown,
-                    choices=SCHEDULERS,
-                    fallback=lib["lr_scheduler_type"],
-                )
-                b.field(
-                    "training.warmup_ratio",
-                    gr.Slider,
-                    minimum=0.0,
-                    maximum=0.5,
-                    step=0.01,
-                    fallback=lib["warmup_ratio"],
-                )
-            with gr.Row():
-                b.field("training.logging_steps", gr.Number, convert="float", fallback=lib["logging_steps"])
-                b.field("training.save_strategy", gr.Dropdown, fallback=lib["save_strategy"])
-                b.field(
-                    "training.save_steps",
-                    gr.Number,
-                    convert="float",
-                    fallback=lib["save_steps"],
-                    unset=lib["save_steps"],
-                )
-            with gr.Group(visible=b.initial.get("method") != "full") as p["lora_group"]:
-                with gr.Row():
-                    b.field("lora.r", gr.Slider, step=1)  # bounds: the schema's ge/le
-                    b.field("lora.lora_alpha", gr.Slider, minimum=1, maximum=512, step=1)
-                    b.field("lora.lora_dropout", gr.Slider, minimum=0.0, maximum=0.5, step=0.01)
-                b.field("lora.target_modules", gr.Textbox, convert="names")
-            with gr.Accordion(i18n.t("en", "hparams.advanced"), open=False) as acc:
-                tx.add(acc, label="hparams.advanced")
-                _advanced(ctx)
-        with gr.Column(scale=2, elem_classes=["tb-summary-col"]):
-            p["summary"] = gr.HTML(elem_id="tb-summary")
-            p["schedule"] = tx.add(
-                gr.LinePlot(
-                    None,
-                    x="step",
-                    y="value",
-                    label=i18n.t("en", "hparams.schedule"),
-                    height=220,
-                    x_title=i18n.t("en", "charts.step"),
-                    y_title=i18n.t("en", "charts.learning_rate"),
-                    elem_id="tb-schedule",
-                ),
-                label="hparams.schedule",
-                x_title="charts.step",
-                y_title="charts.learning_rate",
-            )
-            p["memory"] = gr.HTML(elem_id="tb-memory")
+    p.preset_note = gr.Markdown()
 
 
-def _advanced(ctx: Ctx) -> None:
+def _build_length_and_batch(ctx: Ctx) -> None:
+    """How long training runs (epochs or steps) and how many records each step sees."""
+    b, lib = ctx.binder, cfg.library_defaults()
+    with gr.Row():
+        b.field(
+            "training.num_train_epochs",
+            gr.Slider,
+            minimum=0.5,
+            maximum=100,
+            step=0.5,
+            fallback=lib["num_train_epochs"],
+        )
+        b.field("training.max_steps", gr.Number, convert="int", precision=0, fallback=-1, unset=-1)
+    with gr.Row():
+        b.field(
+            "training.per_device_train_batch_size",
+            gr.Slider,
+            minimum=1,
+            maximum=128,
+            step=1,
+            fallback=lib["per_device_train_batch_size"],
+        )
+        b.field(
+            "training.gradient_accumulation_steps",
+            gr.Slider,
+            minimum=1,
+            maximum=64,
+            step=1,
+            fallback=lib["gradient_accumulation_steps"],
+        )
+
+
+def _build_rate_and_checkpoints(ctx: Ctx) -> None:
+    """The learning rate and its schedule; how often the run logs and saves a checkpoint."""
+    b, lib = ctx.binder, cfg.library_defaults()
+    with gr.Row():
+        b.field("training.learning_rate", gr.Number, convert="float", fallback=lib["learning_rate"])
+        b.field(
+            "training.lr_scheduler_type", gr.Dropdown, choices=SCHEDULERS, fallback=lib["lr_scheduler_type"]
+        )
+        b.field(
+            "training.warmup_ratio",
+            gr.Slider,
+            minimum=0.0,
+            maximum=0.5,
+            step=0.01,
+            fallback=lib["warmup_ratio"],
+        )
+    with gr.Row():
+        b.field("training.logging_steps", gr.Number, convert="float", fallback=lib["logging_steps"])
+        b.field("training.save_strategy", gr.Dropdown, fallback=lib["save_strategy"])
+        b.field(
+            "training.save_steps",
+            gr.Number,
+            convert="float",
+            fallback=lib["save_steps"],
+            unset=lib["save_steps"],
+        )
+
+
+def _build_lora(ctx: Ctx, p: HparamsParts) -> None:
+    """The LoRA adapter's size and targets, shown unless the method is full fine-tuning."""
+    b = ctx.binder
+    with gr.Group(visible=b.initial.get("method") != "full") as p.lora_group:
+        with gr.Row():
+            b.field("lora.r", gr.Slider, step=1)  # bounds: the schema's ge/le
+            b.field("lora.lora_alpha", gr.Slider, minimum=1, maximum=512, step=1)
+            b.field("lora.lora_dropout", gr.Slider, minimum=0.0, maximum=0.5, step=0.01)
+        b.field("lora.target_modules", gr.Textbox, convert="names")
+
+
+def _build_summary(ctx: Ctx, p: HparamsParts) -> None:
+    """The live summary beside the form: step arithmetic, the learning-rate schedule, the memory estimate."""
+    p.summary = gr.HTML(elem_id="tb-summary")
+    p.schedule = ctx.texts.add(
+        gr.LinePlot(
+            None,
+            x="step",
+            y="value",
+            label=i18n.t("en", "hparams.schedule"),
+            height=220,
+            x_title=i18n.t("en", "charts.step"),
+            y_title=i18n.t("en", "charts.learning_rate"),
+            elem_id="tb-schedule",
+        ),
+        label="hparams.schedule",
+        x_title="charts.step",
+        y_title="charts.learning_rate",
+    )
+    p.memory = gr.HTML(elem_id="tb-memory")
+
+
+def _build_advanced(ctx: Ctx) -> None:
+    """The fold of less common training arguments: regularisation, optimizer, precision, seed, eval, Hub."""
     b, lib = ctx.binder, cfg.library_defaults()
     with gr.Row():
         for name in ("weight_decay", "max_grad_norm", "warmup_steps"):
@@ -178,11 +217,11 @@ def _advanced(ctx: Ctx) -> None:
 
 
 def wire(ctx: Ctx) -> None:
-    b, p = ctx.binder, ctx.parts
+    b, p = ctx.binder, ctx.hparams
     method = b.component("method")
-    method.input(lambda v: gr.Group(visible=v != "full"), method, p["lora_group"])
+    method.input(lambda v: gr.Group(visible=v != "full"), method, p.lora_group)
     hparam_fields = [f for f in b.fields.values() if f.path.startswith(HPARAM_PREFIXES)]
-    outputs = [f.component for f in hparam_fields] + [p["lora_group"], p["preset_note"]]
+    outputs = [f.component for f in hparam_fields] + [p.lora_group, p.preset_note]
 
     def apply(name: str):
         def fn(d: dict) -> dict:
@@ -195,13 +234,13 @@ def wire(ctx: Ctx) -> None:
                 except KeyError:  # not in the preset: back to the default (a number shows the library's)
                     value = _reset_value(f, lib)
                 out[f.component] = f.to_ui(value)
-            out[p["lora_group"]] = gr.Group(visible=values.get("method", "lora") != "full")
-            out[p["preset_note"]] = preset_note(name, d[ctx.lang])
+            out[p.lora_group] = gr.Group(visible=values.get("method", "lora") != "full")
+            out[p.preset_note] = preset_note(name, d[ctx.lang])
             return out
 
         return fn
 
-    for name, button in p["preset_buttons"].items():
+    for name, button in p.preset_buttons.items():
         button.click(apply(name), ctx.form(), outputs).then(
             ctx.run_analysis, ctx.form(), ctx.analysis_outputs(), show_progress="hidden"
         )
@@ -210,7 +249,7 @@ def wire(ctx: Ctx) -> None:
         [ctx.analysis.change, ctx.lang.change],
         lambda d: render(ctx, d),
         {ctx.analysis, ctx.lang},
-        [p["summary"], p["schedule"], p["memory"]],
+        [p.summary, p.schedule, p.memory],
         show_progress="hidden",
     )
 

@@ -4,13 +4,15 @@
     .venv/bin/pytest tests/ui tests/e2e -q
 
 The form starts as presets/demo.yaml (tiny local model, bundled sample chats), so Start works at once on a
-CPU. Each section is one module with ``build(ctx)`` (layout) and ``wire(ctx)`` (events); this module adds
-what spans sections: the language, the analysis every committed field triggers, and what a page load does
-(pick the language, check the form, attach to the newest live run).
+CPU. Each section is one module with ``build(ctx)`` (layout: one function per panel, its components kept in
+the section's dataclass on ``ctx``, e.g. ``ctx.run``) and ``wire(ctx)`` (events: one function per concern);
+this module adds what spans sections: the language, the analysis every committed field triggers, and what a
+page load does (pick the language, check the form, attach to the newest live run).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +58,17 @@ def initial_config() -> dict[str, Any]:
     return cfg.load(DEMO).model_dump(mode="json")
 
 
+@dataclass(slots=True)
+class PageParts:
+    """What spans the sections: the header's controls and what the browser remembers."""
+
+    reset: gr.Button | None = None  # back to the embedded default
+    lang_radio: gr.Radio | None = None
+    stored_lang: gr.BrowserState | None = None  # remembered by the browser: the language,
+    stored_form: gr.BrowserState | None = None  # the form (so a reload keeps what was set up),
+    stored_tab: gr.BrowserState | None = None  # and the section on screen (a reload stays put)
+
+
 def build(home: Path, access: paths.Access | None = None) -> gr.Blocks:
     return build_with_ctx(home, access)[0]
 
@@ -68,48 +81,67 @@ def build_with_ctx(home: Path, access: paths.Access | None = None) -> tuple[gr.B
     texts = i18n.Texts()
     ctx = Ctx(Path(home), texts, Binder(texts, initial_config(), access or paths.Access()))
     with gr.Blocks(title="Tuneboard", delete_cache=CACHE_CLEANING) as demo:
-        ctx.lang = gr.State(i18n.DEFAULT_LANG)
-        ctx.analysis = gr.State({})
-        ctx.shown = gr.State([])
-        # Remembered by the browser: the language, and the form (so a reload keeps what was set up).
-        ctx.parts["stored_lang"] = gr.BrowserState("", storage_key="tuneboard-lang")
-        ctx.parts["stored_form"] = gr.BrowserState({}, storage_key="tuneboard-form")
-        ctx.parts["stored_tab"] = gr.BrowserState("", storage_key="tuneboard-tab")  # a reload stays put
-        with gr.Row(elem_id="tb-header", equal_height=True):
-            texts.add(gr.HTML(_header("en"), elem_id="tb-title"), value=_header)
-            ctx.parts["reset"] = texts.add(
-                gr.Button(i18n.t("en", "app.reset"), size="sm", scale=0, min_width=160, elem_id="tb-reset"),
-                value="app.reset",
-            )
-            ctx.parts["lang_radio"] = gr.Radio(
-                [(name, code) for code, name in i18n.LANGS.items()],
-                value="en",
-                label=" / ".join(
-                    i18n.t(code, "app.language") for code in i18n.LANGS
-                ),  # read aloud, never shown
-                show_label=False,
-                container=False,
-                elem_id="tb-lang",
-                scale=0,
-                min_width=220,
-            )
+        _build_states(ctx)
+        _build_header(ctx)
         ctx.banner = gr.HTML(elem_id="tb-banner")
-        with gr.Tabs(elem_id="tb-tabs") as tabs:
-            ctx.parts["tabs"] = tabs
-            for key, module in SECTIONS:
-                with gr.Tab(i18n.t("en", f"tabs.{key}"), id=key, elem_id=f"tb-tab-{key}") as tab:
-                    texts.add(tab, label=f"tabs.{key}")
-                    ctx.parts[f"{key}_tab"] = tab
-                    module.build(ctx)
-        with gr.Accordion(i18n.t("en", "app.glossary"), open=False, elem_id="tb-glossary") as glossary:
-            texts.add(glossary, label="app.glossary")
-            texts.add(gr.HTML(glossary_html("en")), value=glossary_html)
+        _build_sections(ctx)
+        _build_glossary(ctx)
         for _, module in SECTIONS:
             module.wire(ctx)
         _wire_tabs(ctx, demo)
         _wire_language(ctx, demo)
         _wire_form(ctx, demo)
     return demo, ctx
+
+
+def _build_states(ctx: Ctx) -> None:
+    """The page's own state: the language, the last analysis, the fields showing a problem; and what the
+    browser remembers."""
+    ctx.lang = gr.State(i18n.DEFAULT_LANG)
+    ctx.analysis = gr.State({})
+    ctx.shown = gr.State([])
+    p = ctx.page = PageParts()
+    p.stored_lang = gr.BrowserState("", storage_key="tuneboard-lang")
+    p.stored_form = gr.BrowserState({}, storage_key="tuneboard-form")
+    p.stored_tab = gr.BrowserState("", storage_key="tuneboard-tab")
+
+
+def _build_header(ctx: Ctx) -> None:
+    """The name and tagline, Reset, and the language switch."""
+    texts, p = ctx.texts, ctx.page
+    with gr.Row(elem_id="tb-header", equal_height=True):
+        texts.add(gr.HTML(_header("en"), elem_id="tb-title"), value=_header)
+        p.reset = texts.add(
+            gr.Button(i18n.t("en", "app.reset"), size="sm", scale=0, min_width=160, elem_id="tb-reset"),
+            value="app.reset",
+        )
+        p.lang_radio = gr.Radio(
+            [(name, code) for code, name in i18n.LANGS.items()],
+            value="en",
+            label=" / ".join(i18n.t(code, "app.language") for code in i18n.LANGS),  # read aloud, never shown
+            show_label=False,
+            container=False,
+            elem_id="tb-lang",
+            scale=0,
+            min_width=220,
+        )
+
+
+def _build_sections(ctx: Ctx) -> None:
+    """The six sections, a tab each, each built by its module."""
+    with gr.Tabs(elem_id="tb-tabs") as ctx.tabs:
+        for key, module in SECTIONS:
+            with gr.Tab(i18n.t("en", f"tabs.{key}"), id=key, elem_id=f"tb-tab-{key}") as tab:
+                ctx.texts.add(tab, label=f"tabs.{key}")
+                ctx.tab[key] = tab
+                module.build(ctx)
+
+
+def _build_glossary(ctx: Ctx) -> None:
+    """The words the page uses, folded below the sections."""
+    with gr.Accordion(i18n.t("en", "app.glossary"), open=False, elem_id="tb-glossary") as glossary:
+        ctx.texts.add(glossary, label="app.glossary")
+        ctx.texts.add(gr.HTML(glossary_html("en")), value=glossary_html)
 
 
 def glossary_html(lang: str) -> str:
@@ -129,13 +161,13 @@ def _header(lang: str) -> str:
 
 
 def _wire_language(ctx: Ctx, demo: gr.Blocks) -> None:
-    texts, radio, stored = ctx.texts, ctx.parts["lang_radio"], ctx.parts["stored_lang"]
+    texts, radio, stored = ctx.texts, ctx.page.lang_radio, ctx.page.stored_lang
 
     def set_lang(lang: str) -> list[Any]:
         lang = i18n.pick_lang(lang)
         return [lang, lang, *texts.updates(lang)]
 
-    upload = ctx.parts["upload"]
+    upload = ctx.dataset.upload
     radio.input(
         set_lang, radio, [ctx.lang, stored, *texts.components], show_progress="hidden", js=LOCALE_JS
     ).then(**_redraw(upload, visible=False)).then(**_redraw(upload, visible=True))
@@ -165,31 +197,30 @@ def _redraw(component: Any, *, visible: bool) -> dict[str, Any]:
 
 def _wire_tabs(ctx: Ctx, demo: gr.Blocks) -> None:
     """Remember the section on screen, and open it again after a reload."""
-    stored = ctx.parts["stored_tab"]
+    stored = ctx.page.stored_tab
     for key, _ in SECTIONS:
-        ctx.parts[f"{key}_tab"].select(lambda k=key: k, None, stored, show_progress="hidden")
+        ctx.tab[key].select(lambda k=key: k, None, stored, show_progress="hidden")
     keys = [key for key, _ in SECTIONS]
     demo.load(
         lambda key: gr.Tabs(selected=key) if key in keys else gr.skip(),
         stored,
-        ctx.parts["tabs"],
+        ctx.tabs,
         show_progress="hidden",
     )
 
 
 def _wire_form(ctx: Ctx, demo: gr.Blocks) -> None:
     """Analysis on every committed field; restore the remembered form on load; reset to the default."""
-    binder, stored = ctx.binder, ctx.parts["stored_form"]
+    binder, stored = ctx.binder, ctx.page.stored_form
     own = [f.component for f in binder.fields.values() if f.path not in CHAINED]
     analyze = {"fn": ctx.run_analysis, "inputs": ctx.form(), "outputs": ctx.analysis_outputs()}
     gr.on(commits(*own), **analyze, show_progress="hidden", trigger_mode="always_last")
     ctx.analysis.change(lambda d: binder.raw(d, keep_unused=True), ctx.form(), stored, show_progress="hidden")
 
-    source = [
-        ctx.parts[k] for k in ("source", "builtin", "hub_id", "builtin_group", "upload_group", "hub_group")
-    ]
+    ds = ctx.dataset
+    source = [ds.source, ds.builtin, ds.hub_id, *ds.groups()]
     form_outputs = list(
-        dict.fromkeys([*binder.components, ctx.parts["lora_group"], ctx.parts["template_custom"], *source])
+        dict.fromkeys([*binder.components, ctx.hparams.lora_group, ctx.template.custom, *source])
     )
     preview = {
         "fn": lambda d: dataset_tab.refresh_preview(ctx, d),
@@ -198,20 +229,20 @@ def _wire_form(ctx: Ctx, demo: gr.Blocks) -> None:
     }
 
     def attach_latest(lang: str, chosen: str | None) -> dict[Any, Any]:
-        run_id = chosen or run_tab.latest_run(ctx.runs_root)  # never override a run the user picked
-        follow = run_tab.attach(ctx.runs_root, run_id)
-        return {**run_tab.view(ctx, follow, lang), ctx.parts["watch"]: run_tab.watch_choices(ctx, run_id)}
+        run_id = chosen or run_tab.latest_run(ctx)  # never override a run the user picked
+        follow = run_tab.follow_run(ctx, run_id)
+        return {**run_tab.view(ctx, follow, lang), ctx.run.watch: run_tab.watch_choices(ctx, run_id)}
 
-    watch = ctx.parts["watch"]
+    watch = ctx.run.watch
     # Its own event, beside the (slower) form checks: a reload shows the live run at once.
     demo.load(attach_latest, [ctx.lang, watch], [*run_tab.outputs(ctx), watch], show_progress="hidden")
     demo.load(
-        lambda raw: form_updates(ctx, raw) if raw else {ctx.parts["lora_group"]: gr.skip()},
+        lambda raw: form_updates(ctx, raw) if raw else {ctx.hparams.lora_group: gr.skip()},
         stored,
         form_outputs,
         show_progress="hidden",
     ).then(**analyze, show_progress="hidden").then(**preview, show_progress="hidden")
-    ctx.parts["reset"].click(lambda: form_updates(ctx, cfg.load(DEMO).user_dict()), None, form_outputs).then(
+    ctx.page.reset.click(lambda: form_updates(ctx, cfg.load(DEMO).user_dict()), None, form_outputs).then(
         **analyze, show_progress="hidden"
     ).then(**preview, show_progress="hidden")
 
@@ -224,7 +255,7 @@ def form_updates(ctx: Ctx, raw: dict[str, Any]) -> dict[Any, Any]:
     out = merge(
         values, {custom: gr.update(visible=values[ctx.binder.component("template.name")] == "custom")}
     )
-    out[ctx.parts["lora_group"]] = gr.Group(visible=method != "full")
+    out[ctx.hparams.lora_group] = gr.Group(visible=method != "full")
     dataset = raw.get("dataset") or {}
     path, fmt = dataset.get("path") or DEMO_DATA, dataset.get("format") or "auto"
     return out | dataset_tab.source_updates(ctx, path, fmt)  # the picker agrees with the path

@@ -164,36 +164,44 @@ def render_record(config: cfg.Config, index: int) -> dict[str, Any]:
     if not len(train):
         return {"index": 0, "count": 0, "pieces": [], "truncated": False}
     index = max(0, min(int(index or 0), len(train) - 1))
-    record = train[index]
-    tok = ch.tokenizer
-    max_length = config.dataset.max_length
-    budget = preflight.char_budget(max_length)
-    label = None
-    if config.task == "sft":
-        messages, scale = preflight.clip_messages(record["messages"], budget)
-        assistant_only = config.template.train_on == "assistant"  # preflight refused it without markers
-        (encoded,) = templates.encode(tok, ch.template, [messages], assistant_only=assistant_only)
-        ids, mask = encoded.ids, encoded.mask
-        full = round(len(ids) * scale)
-    else:
-        text, scale = preflight.clip_text(record["text"], budget)
-        ids = tok(text)["input_ids"]
-        mask = [1] * len(ids) if config.task == "text" else [0] * len(ids)
-        full = round((len(ids) + 1) * scale)  # + the end-of-text token, as record_lengths counts it
-        names = ch.dataset.label_names or []
-        if config.task == "classification" and isinstance(record.get("label"), int):
-            label = names[record["label"]] if record["label"] < len(names) else str(record["label"])
+    record, max_length = train[index], config.dataset.max_length
+    ids, mask, full = _encode_record(config, ch, record)
     ids, mask = ids[:max_length], mask[:max_length]  # what training keeps (right truncation)
     return {
         "index": index,
         "count": len(train),
-        "pieces": pieces(tok, ids, mask),
+        "pieces": pieces(ch.tokenizer, ids, mask),
         "truncated": full > max_length,
         "full_tokens": full,
         "tokens": len(ids),
         "loss_tokens": sum(mask),
-        "label": label,
+        "label": _label_name(config, ch, record),
     }
+
+
+def _encode_record(
+    config: cfg.Config, ch: preflight.Checked, record: dict[str, Any]
+) -> tuple[list[int], list[int], int]:
+    """The start of ``record`` that fits max_length, tokenized: (ids, loss mask, the whole record's length
+    in tokens, estimated from the share of it that was tokenized)."""
+    budget = preflight.char_budget(config.dataset.max_length)
+    if config.task == "sft":
+        messages, scale = preflight.clip_messages(record["messages"], budget)
+        assistant_only = config.template.train_on == "assistant"  # preflight refused it without markers
+        (encoded,) = templates.encode(ch.tokenizer, ch.template, [messages], assistant_only=assistant_only)
+        return encoded.ids, encoded.mask, round(len(encoded.ids) * scale)
+    text, scale = preflight.clip_text(record["text"], budget)
+    ids = ch.tokenizer(text)["input_ids"]
+    mask = [1] * len(ids) if config.task == "text" else [0] * len(ids)
+    return ids, mask, round((len(ids) + 1) * scale)  # + the end-of-text token, as record_lengths counts it
+
+
+def _label_name(config: cfg.Config, ch: preflight.Checked, record: dict[str, Any]) -> str | None:
+    """A classification record's label by name (its number where the data names none); None otherwise."""
+    if config.task != "classification" or not isinstance(record.get("label"), int):
+        return None
+    names = ch.dataset.label_names or []
+    return names[record["label"]] if record["label"] < len(names) else str(record["label"])
 
 
 def family_of(model: cfg.ModelConfig) -> dict[str, Any] | None:

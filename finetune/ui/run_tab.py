@@ -5,15 +5,16 @@ effective config with a YAML download and the equivalent command line.
 
 Streaming: a gr.Timer ticks once a second while the watched run is live or queued (or others wait in the
 queue); each tick reads only the bytes appended to train.log and metrics.jsonl since the offsets kept in
-the page's state. Nothing runs per job in this process (finetune/scheduler.py's one supervisor thread starts
-queued runs and notices dead ones), so a reload, a second browser or a restarted app simply attach again
-from the run directory. Start queues when every slot is busy; the queue is shared by every browser.
+the page's state (finetune/runs.py: attach, poll). Nothing runs per job in this process
+(finetune/scheduler.py's one supervisor thread starts queued runs and notices dead ones), so a reload, a
+second browser or a restarted app simply attach again from the run directory. Start queues when every
+slot is busy; the queue is shared by every browser.
 """
 
 from __future__ import annotations
 
 import shlex
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 import gradio as gr
@@ -25,7 +26,6 @@ from finetune.ui import charts, i18n
 from finetune.ui.context import Ctx, config_from, engine_problems, merge
 from finetune.ui.downloads import download_file
 
-LOG_LINES = 300
 IDLE_TICK = 3.0  # seconds between checks while the run on screen is not moving
 PLOTS = {
     "loss_plot": {"loss": "loss", "eval_loss": "eval loss"},
@@ -40,35 +40,109 @@ COLORS = {
     "grad norm": "#9333ea",
     "tokens/s": "#0891b2",
 }
+QUEUE_ACTIONS = ("up", "down", "cancel")
+
+
+@dataclass(slots=True)
+class RunParts:
+    """The section's components that its handlers, the page and the Runs section use."""
+
+    start: gr.Button | None = None
+    stop: gr.Button | None = None
+    resume: gr.Button | None = None
+    watch: gr.Dropdown | None = None  # the run on screen: only user actions set it
+    progress: gr.HTML | None = None
+    queue_group: gr.Group | None = None  # the shared queue, shown while runs wait
+    queue_table: gr.HTML | None = None
+    queue_pick: gr.Dropdown | None = None
+    queue_buttons: dict[str, gr.Button] = field(default_factory=dict)  # QUEUE_ACTIONS -> its button
+    plots: dict[str, gr.LinePlot] = field(default_factory=dict)  # PLOTS' names -> the plot
+    log: gr.HTML | None = None
+    tb_open: gr.Button | None = None
+    tb_frame: gr.HTML | None = None
+    config_note: gr.Markdown | None = None
+    cli: gr.Textbox | None = None
+    download: gr.DownloadButton | None = None
+    effective: gr.Code | None = None
+    follow: gr.State | None = None  # what runs.attach / runs.poll returned last
+    timer: gr.Timer | None = None
+
+    def config_panel(self) -> list[Any]:
+        """The config panel, in :func:`config_view`'s order."""
+        return [self.config_note, self.cli, self.download, self.effective]
 
 
 def build(ctx: Ctx) -> None:
-    tx, p = ctx.texts, ctx.parts
+    p = ctx.run = RunParts()
+    _build_controls(ctx, p)
+    p.progress = gr.HTML(elem_id="tb-progress")
+    _build_queue(ctx, p)
+    _build_plots(ctx, p)
+    p.log = ctx.texts.add(
+        gr.HTML(
+            charts.log_box([]),
+            label=i18n.t("en", "run.log"),
+            show_label=True,
+            container=True,
+            elem_id="tb-log",
+        ),
+        label="run.log",
+    )
+    _build_tensorboard(ctx, p)
+    _build_config_panel(ctx, p)
+    p.follow = gr.State({})
+    p.timer = gr.Timer(1.0, active=False)
+
+
+def _build_controls(ctx: Ctx, p: RunParts) -> None:
+    """Start, Stop and Resume, and the Watch dropdown that picks the run on screen."""
+    tx = ctx.texts
     with gr.Row(equal_height=True):
-        p["start"] = tx.add(
+        p.start = tx.add(
             gr.Button(i18n.t("en", "run.start"), variant="primary", scale=2, elem_id="tb-start"),
             value="run.start",
         )
-        p["stop"] = tx.add(
+        p.stop = tx.add(
             gr.Button(
                 i18n.t("en", "run.stop"), variant="stop", scale=2, interactive=False, elem_id="tb-stop"
             ),
             value="run.stop",
         )
-        p["resume"] = tx.add(
+        p.resume = tx.add(
             gr.Button(i18n.t("en", "run.resume"), scale=1, interactive=False, elem_id="tb-resume"),
             value="run.resume",
         )
-        p["watch"] = tx.add(
+        p.watch = tx.add(
             gr.Dropdown([], label=i18n.t("en", "run.watch"), scale=3, elem_id="tb-watch"), label="run.watch"
         )
-    p["progress"] = gr.HTML(elem_id="tb-progress")
-    _build_queue(ctx)
+
+
+def _build_queue(ctx: Ctx, p: RunParts) -> None:
+    """The shared queue: the waiting runs in order, and a pick with buttons to move or cancel one."""
+    tx = ctx.texts
+    with gr.Group(visible=False, elem_id="tb-queue-group") as p.queue_group:
+        p.queue_table = gr.HTML(elem_id="tb-queue")
+        with gr.Row(equal_height=True):
+            p.queue_pick = tx.add(
+                gr.Dropdown([], label=i18n.t("en", "run.queue_pick"), scale=3, elem_id="tb-queue-pick"),
+                label="run.queue_pick",
+            )
+            for action in QUEUE_ACTIONS:
+                key = f"queue_{action}"
+                elem_id = f"tb-{key.replace('_', '-')}"
+                p.queue_buttons[action] = tx.add(
+                    gr.Button(i18n.t("en", f"run.{key}"), size="sm", scale=1, elem_id=elem_id),
+                    value=f"run.{key}",
+                )
+
+
+def _build_plots(ctx: Ctx, p: RunParts) -> None:
+    """A row of live metric plots (PLOTS), with a legend where one plot draws several series."""
     with gr.Row():
         for name in PLOTS:
             colors = {label: COLORS[label] for label in PLOTS[name].values()}
             several = len(colors) > 1  # a legend only where there is something to tell apart
-            p[name] = tx.add(
+            p.plots[name] = ctx.texts.add(
                 gr.LinePlot(
                     None,
                     x="step",
@@ -87,34 +161,34 @@ def build(ctx: Ctx) -> None:
                 x_title="charts.step",
                 **({"color_title": "charts.metric"} if several else {}),
             )
-    p["log"] = tx.add(
-        gr.HTML(
-            charts.log_box([]),
-            label=i18n.t("en", "run.log"),
-            show_label=True,
-            container=True,
-            elem_id="tb-log",
-        ),
-        label="run.log",
-    )
+
+
+def _build_tensorboard(ctx: Ctx, p: RunParts) -> None:
+    """TensorBoard in a fold, loaded only when asked (finetune/ui/tensorboard.py serves it)."""
+    tx = ctx.texts
     with gr.Accordion(i18n.t("en", "run.tensorboard"), open=False, elem_id="tb-tb-accordion") as acc:
         tx.add(acc, label="run.tensorboard")
-        p["tb_open"] = tx.add(
+        p.tb_open = tx.add(
             gr.Button(i18n.t("en", "run.tb_open"), size="sm", elem_id="tb-tb-open"), value="run.tb_open"
         )
-        p["tb_frame"] = gr.HTML(elem_id="tb-tb-frame")
+        p.tb_frame = gr.HTML(elem_id="tb-tb-frame")
+
+
+def _build_config_panel(ctx: Ctx, p: RunParts) -> None:
+    """The config of the run on screen (before any run, the form's): its command, YAML, effective values."""
+    tx = ctx.texts
     with gr.Accordion(i18n.t("en", "run.config"), open=False, elem_id="tb-config-accordion") as acc2:
         tx.add(acc2, label="run.config")
-        p["config_note"] = gr.Markdown()
-        p["cli"] = tx.add(
+        p.config_note = gr.Markdown()
+        p.cli = tx.add(
             gr.Textbox(label=i18n.t("en", "run.cli"), interactive=False, elem_id="tb-cli", buttons=["copy"]),
             label="run.cli",
         )
-        p["download"] = tx.add(
+        p.download = tx.add(
             gr.DownloadButton(i18n.t("en", "run.download"), size="sm", elem_id="tb-download"),
             label="run.download",
         )
-        p["effective"] = tx.add(
+        p.effective = tx.add(
             gr.Code(
                 language="yaml",
                 label=i18n.t("en", "run.effective"),
@@ -125,83 +199,24 @@ def build(ctx: Ctx) -> None:
             ),
             label="run.effective",
         )
-    p["follow"] = gr.State({})
-    p["timer"] = gr.Timer(1.0, active=False)
 
 
-def _build_queue(ctx: Ctx) -> None:
-    tx, p = ctx.texts, ctx.parts
-    with gr.Group(visible=False, elem_id="tb-queue-group") as p["queue_group"]:
-        p["queue_table"] = gr.HTML(elem_id="tb-queue")
-        with gr.Row(equal_height=True):
-            p["queue_pick"] = tx.add(
-                gr.Dropdown([], label=i18n.t("en", "run.queue_pick"), scale=3, elem_id="tb-queue-pick"),
-                label="run.queue_pick",
-            )
-            for key in ("queue_up", "queue_down", "queue_cancel"):
-                elem_id = f"tb-{key.replace('_', '-')}"
-                p[key] = tx.add(
-                    gr.Button(i18n.t("en", f"run.{key}"), size="sm", scale=1, elem_id=elem_id),
-                    value=f"run.{key}",
-                )
+# ---------------------------------------------------------------- following a run (finetune/runs.py)
 
 
-# ---------------------------------------------------------------- following a run (plain functions)
+def follow_run(ctx: Ctx, run_id: str | None) -> dict[str, Any]:
+    """runs.attach as the page does it: the status reconciled with the process, so a dead run shows failed."""
+    return runs.attach(ctx.runs_root, run_id, status_of=jobs.reconcile)
 
 
-def attach(root: Path, run_id: str | None) -> dict[str, Any]:
-    """Start following a run: all its metrics (one read) and the end of its log; offsets at the ends."""
-    if not run_id or not (root / run_id).is_dir():
-        return {}
-    run_dir = root / run_id
-    metrics, met_off = runs.follow_metrics(run_dir)
-    log, log_off = runs.log_tail(run_dir, LOG_LINES)
-    status = jobs.reconcile(run_dir)
-    return {
-        "run": run_id,
-        "attempt": status.get("attempt"),
-        "met_off": met_off,
-        "log_off": log_off,
-        "rows": metrics,
-        "log": log,
-        "status": status,
-        "fresh": True,
-    }
+def poll_run(ctx: Ctx, follow: dict[str, Any]) -> tuple[dict[str, Any], bool, bool]:
+    """runs.poll with the status reconciled, as :func:`follow_run`."""
+    return runs.poll(ctx.runs_root, follow, status_of=jobs.reconcile)
 
 
-def poll(root: Path, follow: dict[str, Any]) -> tuple[dict[str, Any], bool, bool]:
-    """Read what is new; returns (follow, new metrics?, new log?)."""
-    run_dir = root / follow["run"]
-    status = jobs.reconcile(run_dir)
-    if status.get("attempt") != follow.get("attempt"):  # resumed: its curves were rewound, read them again
-        return attach(root, follow["run"]), True, True
-    log_lines, log_off = runs.read_log(run_dir, follow["log_off"])
-    met_lines, met_off = runs.read_new(run_dir / "metrics.jsonl", follow["met_off"])  # at most MAX_READ
-    rows = runs.parse_metrics(met_lines)
-    follow = {
-        **follow,
-        "log_off": log_off,
-        "met_off": met_off,
-        "status": status,
-        "fresh": False,
-    }
-    if rows:
-        follow["rows"] = follow["rows"] + rows
-    if log_lines:
-        follow["log"] = (follow["log"] + log_lines)[-LOG_LINES:]
-    return follow, bool(rows), bool(log_lines)
-
-
-def latest_run(root: Path) -> str | None:
-    """The newest live run, else the first queued one, else the newest run."""
-    listed = runs.list_runs(root)
-    for run in listed:
-        if run.state in runs.LIVE_STATES and runs.is_live(jobs.reconcile(Path(run.path))):
-            return run.id
-    waiting = scheduler.queue(root)
-    if waiting:
-        return waiting[0]
-    return listed[0].id if listed else None
+def latest_run(ctx: Ctx) -> str | None:
+    """The run a page shows on load: the newest live one, else the first queued, else the newest."""
+    return runs.latest_run(ctx.runs_root, scheduler.queue, status_of=jobs.reconcile)
 
 
 # ---------------------------------------------------------------- rendering
@@ -210,7 +225,7 @@ def latest_run(root: Path) -> str | None:
 def view(
     ctx: Ctx, follow: dict[str, Any], lang: str, *, plots: bool = True, log: bool = True
 ) -> dict[Any, Any]:
-    p = ctx.parts
+    p = ctx.run
     status = follow.get("status") or {}
     waiting = scheduler.queue(ctx.runs_root)
     position = waiting.index(follow["run"]) + 1 if follow.get("run") in waiting else None
@@ -219,15 +234,15 @@ def view(
     follow = {**follow, "queue": waiting, "effective": config.pop("effective", follow.get("effective"))}
     rows = follow.get("rows") or []
     out: dict[Any, Any] = {
-        p["follow"]: follow,
-        p["progress"]: progress_html(status, rows, position, len(waiting), lang)
+        p.follow: follow,
+        p.progress: progress_html(status, rows, position, len(waiting), lang)
         if follow.get("run")
         else charts.no_run(lang),
-        p["stop"]: gr.update(interactive=st.is_active(status)),
-        p["resume"]: gr.update(interactive=status.get("state") in st.RESUMABLE_STATES),
+        p.stop: gr.update(interactive=st.is_active(status)),
+        p.resume: gr.update(interactive=status.get("state") in st.RESUMABLE_STATES),
         # Fast while something moves; slow (never off) while a finished run is on screen, so a late tick
         # from before a Start can never leave the page frozen on the old run.
-        p["timer"]: gr.Timer(
+        p.timer: gr.Timer(
             1.0 if st.is_active(status) or waiting else IDLE_TICK, active=bool(follow.get("run"))
         ),
         **(queue_view(ctx, waiting, lang) if queue_changed else {}),
@@ -235,9 +250,9 @@ def view(
     }
     if plots:
         for name, keys in PLOTS.items():
-            out[p[name]] = charts.metric_frame(follow.get("rows") or [], keys)
+            out[p.plots[name]] = charts.metric_frame(follow.get("rows") or [], keys)
     if log:
-        out[p["log"]] = charts.log_box(follow.get("log") or [])
+        out[p.log] = charts.log_box(follow.get("log") or [])
     return out
 
 
@@ -247,9 +262,6 @@ def progress_html(
     if position is not None:
         status = status | {"reason": i18n.t(lang, "run.queue_position", pos=position, n=waiting)}
     return charts.progress_bar(status, runs.progress(status, rows=rows), lang)
-
-
-CONFIG_PARTS = ("config_note", "cli", "download", "effective")
 
 
 def config_updates(ctx: Ctx, follow: dict[str, Any], lang: str) -> dict[Any, Any]:
@@ -263,45 +275,67 @@ def config_updates(ctx: Ctx, follow: dict[str, Any], lang: str) -> dict[Any, Any
     if not follow.get("fresh") and written == bool(follow.get("effective")):
         return {}
     views = config_view(ctx, follow, lang, None)
-    return {**{ctx.parts[k]: v for k, v in zip(CONFIG_PARTS, views, strict=True)}, "effective": written}
+    return {**dict(zip(ctx.run.config_panel(), views, strict=True)), "effective": written}
 
 
 def queue_view(ctx: Ctx, waiting: list[str], lang: str) -> dict[Any, Any]:
     """The shared queue: a numbered list and the controls to reorder or cancel an entry."""
-    p = ctx.parts
+    p = ctx.run
     rows = "".join(f"<li>{charts.esc(run_id)}</li>" for run_id in waiting)
     head = charts.esc(i18n.t(lang, "run.queue_head", n=len(waiting)))
     return {
-        p["queue_group"]: gr.Group(visible=bool(waiting)),
-        p["queue_table"]: f"<div class='tb-queue'><b>{head}</b><ol>{rows}</ol></div>" if waiting else "",
-        p["queue_pick"]: gr.update(choices=waiting, value=waiting[0] if waiting else None),
+        p.queue_group: gr.Group(visible=bool(waiting)),
+        p.queue_table: f"<div class='tb-queue'><b>{head}</b><ol>{rows}</ol></div>" if waiting else "",
+        p.queue_pick: gr.update(choices=waiting, value=waiting[0] if waiting else None),
     }
 
 
 def outputs(ctx: Ctx) -> list[Any]:
-    p = ctx.parts
-    queue = [p["queue_group"], p["queue_table"], p["queue_pick"]]
-    return [p["follow"], p["progress"], p["stop"], p["resume"], p["timer"], p["log"], *queue,
-            *(p[n] for n in PLOTS), *(p[k] for k in CONFIG_PARTS)]  # fmt: skip
+    p = ctx.run
+    queue = [p.queue_group, p.queue_table, p.queue_pick]
+    return [p.follow, p.progress, p.stop, p.resume, p.timer, p.log, *queue,
+            *(p.plots[n] for n in PLOTS), *p.config_panel()]  # fmt: skip
+
+
+# ---------------------------------------------------------------- wiring
 
 
 def wire(ctx: Ctx) -> None:
-    p = ctx.parts
     outs = outputs(ctx)
+    _wire_timer(ctx, outs)
+    _wire_start_stop_resume(ctx, outs)
+    _wire_queue(ctx, outs)
+    _wire_watching(ctx, outs)
+    p = ctx.run
+    gr.on(
+        [ctx.analysis.change, ctx.lang.change],
+        lambda d: config_view(ctx, d[p.follow], d[ctx.lang], d),
+        ctx.form(p.follow),
+        p.config_panel(),
+        show_progress="hidden",
+    )
+
+
+def _wire_timer(ctx: Ctx, outs: list[Any]) -> None:
+    """Each tick reads what the watched run wrote since the last one."""
+    p = ctx.run
 
     def tick(follow: dict, watched: str | None, lang: str) -> dict:
         # The Run dropdown names the run on screen; only user actions set it. A tick that began before a
         # Start may still return the previous run's state: the next tick sees the mismatch and re-attaches.
         if watched and follow.get("run") != watched:
-            return view(ctx, attach(ctx.runs_root, watched), lang)
+            return view(ctx, follow_run(ctx, watched), lang)
         if not follow.get("run"):
-            return {p["timer"]: gr.Timer(active=False)}
-        follow, new_rows, new_log = poll(ctx.runs_root, follow)
+            return {p.timer: gr.Timer(active=False)}
+        follow, new_rows, new_log = poll_run(ctx, follow)
         return view(ctx, follow, lang, plots=new_rows, log=new_log)
 
-    p["timer"].tick(
-        tick, [p["follow"], p["watch"], ctx.lang], outs, show_progress="hidden", concurrency_limit=None
-    )
+    p.timer.tick(tick, [p.follow, p.watch, ctx.lang], outs, show_progress="hidden", concurrency_limit=None)
+
+
+def _wire_start_stop_resume(ctx: Ctx, outs: list[Any]) -> None:
+    """Start queues the form's config as a new run; Stop and Resume act on the run in Watch."""
+    p = ctx.run
 
     def start(d: dict) -> dict:
         lang = d[ctx.lang]
@@ -315,53 +349,34 @@ def wire(ctx: Ctx) -> None:
             fields = any(problem.path for problem in problems)  # else: the disk, the data directory...
             gr.Warning(i18n.t(lang, "run.not_started" if fields else "run.not_started_other"))
             return ctx.show_problems(d, problems)
-        follow = attach(ctx.runs_root, run_dir.name)
-        out = {**view(ctx, follow, lang), p["watch"]: watch_choices(ctx, run_dir.name)}
+        out = {**view(ctx, follow_run(ctx, run_dir.name), lang), p.watch: watch_choices(ctx, run_dir.name)}
         return merge(out, ctx.show_problems(d, []))
 
-    start_outputs = list(dict.fromkeys([*outs, p["watch"], *ctx.analysis_outputs()[1:]]))
-    p["start"].click(start, ctx.form(p["follow"]), start_outputs, concurrency_limit=1)
+    start_outputs = list(dict.fromkeys([*outs, p.watch, *ctx.analysis_outputs()[1:]]))
+    p.start.click(start, ctx.form(p.follow), start_outputs, concurrency_limit=1)
 
     def stop(watched: str | None, lang: str) -> dict:
         if watched:  # the Run dropdown, not the follow state: a late tick may still hold the previous run
             scheduler.stop(ctx.runs_root / watched)  # a queued run is cancelled
-        return view(ctx, attach(ctx.runs_root, watched), lang)
+        return view(ctx, follow_run(ctx, watched), lang)
 
-    p["stop"].click(stop, [p["watch"], ctx.lang], outs)
+    p.stop.click(stop, [p.watch, ctx.lang], outs)
 
     def resume(d: dict) -> dict:
-        watched, lang = d[p["watch"]], d[ctx.lang]
+        watched, lang = d[p.watch], d[ctx.lang]
         try:
             scheduler.resume(ctx.runs_root / watched)
         except Exception as exc:  # noqa: BLE001 - e.g. the dataset is gone: say so next to its field
             gr.Warning(i18n.t(lang, "run.not_resumed"))
             return ctx.show_problems(d, engine_problems(exc))
-        return merge(view(ctx, attach(ctx.runs_root, watched), lang), ctx.show_problems(d, []))
+        return merge(view(ctx, follow_run(ctx, watched), lang), ctx.show_problems(d, []))
 
-    p["resume"].click(resume, ctx.form(p["watch"]), start_outputs)
-    _wire_queue(ctx, outs)
-
-    def watch(run_id: str, lang: str) -> dict:
-        return view(ctx, attach(ctx.runs_root, run_id), lang)
-
-    p["watch"].input(watch, [p["watch"], ctx.lang], outs)
-    # The progress line in the new language now, not at the next tick (there is none before any run).
-    ctx.lang.change(lambda f, lang: view(ctx, f, lang, plots=False, log=False), [p["follow"], ctx.lang], outs)
-    p["tb_open"].click(lambda: tensorboard_frame(), None, p["tb_frame"])
-    p["watch"].focus(
-        lambda current: watch_choices(ctx, current), p["watch"], p["watch"], show_progress="hidden"
-    )
-    gr.on(
-        [ctx.analysis.change, ctx.lang.change],
-        lambda d: config_view(ctx, d[p["follow"]], d[ctx.lang], d),
-        ctx.form(p["follow"]),
-        [p[k] for k in CONFIG_PARTS],
-        show_progress="hidden",
-    )
+    p.resume.click(resume, ctx.form(p.watch), start_outputs)
 
 
 def _wire_queue(ctx: Ctx, outs: list[Any]) -> None:
-    p = ctx.parts
+    """Move a waiting run up or down the shared queue, or cancel it."""
+    p = ctx.run
 
     def change(action: str, picked: str | None, follow: dict, lang: str) -> dict:
         if picked:
@@ -370,19 +385,33 @@ def _wire_queue(ctx: Ctx, outs: list[Any]) -> None:
             else:
                 scheduler.move(ctx.runs_root, picked, -1 if action == "up" else 1)
         if follow.get("run"):
-            follow, _, _ = poll(ctx.runs_root, follow)
+            follow, _, _ = poll_run(ctx, follow)
         out = view(ctx, follow, lang, plots=False, log=False)
         if picked and action != "cancel":
-            out[p["queue_pick"]] = gr.update(value=picked)  # keep the pick on the moved run
+            out[p.queue_pick] = gr.update(value=picked)  # keep the pick on the moved run
         return out
 
-    for action in ("up", "down", "cancel"):
-        p[f"queue_{action}"].click(
+    for action in QUEUE_ACTIONS:
+        p.queue_buttons[action].click(
             lambda picked, f, lang, a=action: change(a, picked, f, lang),
-            [p["queue_pick"], p["follow"], ctx.lang],
+            [p.queue_pick, p.follow, ctx.lang],
             outs,
             concurrency_limit=1,
         )
+
+
+def _wire_watching(ctx: Ctx, outs: list[Any]) -> None:
+    """What is on screen: the run picked in Watch, in the page's language, with TensorBoard on request."""
+    p = ctx.run
+
+    def watch(run_id: str, lang: str) -> dict:
+        return view(ctx, follow_run(ctx, run_id), lang)
+
+    p.watch.input(watch, [p.watch, ctx.lang], outs)
+    # The progress line in the new language now, not at the next tick (there is none before any run).
+    ctx.lang.change(lambda f, lang: view(ctx, f, lang, plots=False, log=False), [p.follow, ctx.lang], outs)
+    p.tb_open.click(lambda: tensorboard_frame(), None, p.tb_frame)
+    p.watch.focus(lambda current: watch_choices(ctx, current), p.watch, p.watch, show_progress="hidden")
 
 
 def watch_choices(ctx: Ctx, selected: str | None) -> Any:

@@ -6,6 +6,7 @@ see its curves, log and config, or several to overlay their curves.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,17 +18,47 @@ from finetune.ui import charts, i18n, run_tab
 from finetune.ui.context import Ctx
 
 
+@dataclass(slots=True)
+class RunsParts:
+    """The section's components that its handlers use."""
+
+    refresh: gr.Button | None = None
+    count: gr.Markdown | None = None  # "3 runs"
+    table: gr.Dataframe | None = None  # one row per run
+    open: gr.Dropdown | None = None  # the runs whose curves are drawn; the first one's log and config below
+    metric: gr.Dropdown | None = None
+    watch: gr.Button | None = None  # follow the first open run in the Run section
+    plot: gr.LinePlot | None = None
+    legend: gr.HTML | None = None
+    scale: gr.State | None = None  # the plot's color_map and y title for the runs drawn (see _wire_compare)
+    log: gr.HTML | None = None
+    config: gr.Code | None = None
+
+
 def build(ctx: Ctx) -> None:
-    tx, p = ctx.texts, ctx.parts
+    p = ctx.runs = RunsParts()
+    _build_listing(ctx, p)
+    _build_picker(ctx, p)
+    _build_curves(ctx, p)
+    _build_log_and_config(ctx, p)
+
+
+def _build_listing(ctx: Ctx, p: RunsParts) -> None:
+    """Refresh, the count, and the table of every run."""
     with gr.Row():
-        p["runs_refresh"] = tx.add(
+        p.refresh = ctx.texts.add(
             gr.Button(i18n.t("en", "runs.refresh"), size="sm", scale=0, elem_id="tb-runs-refresh"),
             value="runs.refresh",
         )
-        p["runs_count"] = gr.Markdown()
-    p["runs_table"] = gr.Dataframe(interactive=False, wrap=True, max_height=320, elem_id="tb-runs-table")
+        p.count = gr.Markdown()
+    p.table = gr.Dataframe(interactive=False, wrap=True, max_height=320, elem_id="tb-runs-table")
+
+
+def _build_picker(ctx: Ctx, p: RunsParts) -> None:
+    """Which runs to open and which metric to compare, and Watch to follow one in the Run section."""
+    tx = ctx.texts
     with gr.Row():
-        p["runs_open"] = tx.add(
+        p.open = tx.add(
             gr.Dropdown(
                 [],
                 multiselect=True,
@@ -39,14 +70,16 @@ def build(ctx: Ctx) -> None:
             label="runs.open",
             info="runs.open_help",
         )
-        p["runs_metric"] = tx.add(
+        p.metric = tx.add(
             gr.Dropdown(list(runs.METRICS), value="loss", label=i18n.t("en", "runs.metric"), scale=1),
             label="runs.metric",
         )
-        p["runs_watch"] = tx.add(
-            gr.Button(i18n.t("en", "runs.watch"), size="sm", scale=1), value="runs.watch"
-        )
-    p["runs_plot"] = tx.add(
+        p.watch = tx.add(gr.Button(i18n.t("en", "runs.watch"), size="sm", scale=1), value="runs.watch")
+
+
+def _build_curves(ctx: Ctx, p: RunsParts) -> None:
+    """The open runs' curves of one metric overlaid, with a legend naming each run in full."""
+    p.plot = ctx.texts.add(
         gr.LinePlot(
             None,
             x="step",
@@ -61,10 +94,15 @@ def build(ctx: Ctx) -> None:
         label="runs.curves",
         x_title="charts.step",
     )
-    p["runs_legend"] = gr.HTML(elem_id="tb-runs-legend")
-    p["runs_scale"] = gr.State({})  # the plot's color_map and y title for the runs drawn (see wire)
+    p.legend = gr.HTML(elem_id="tb-runs-legend")
+    p.scale = gr.State({})
+
+
+def _build_log_and_config(ctx: Ctx, p: RunsParts) -> None:
+    """The first open run's log and config.yaml, side by side."""
+    tx = ctx.texts
     with gr.Row(equal_height=False):
-        p["runs_log"] = tx.add(
+        p.log = tx.add(
             gr.HTML(
                 charts.log_box([]),
                 label=i18n.t("en", "runs.log"),
@@ -74,7 +112,7 @@ def build(ctx: Ctx) -> None:
             ),
             label="runs.log",
         )
-        p["runs_config"] = tx.add(
+        p.config = tx.add(
             gr.Code(
                 language="yaml", label=i18n.t("en", "runs.config"), lines=12, max_lines=20, interactive=False
             ),
@@ -109,38 +147,55 @@ def table(root: Path, lang: str) -> tuple[pd.DataFrame, str, list[str]]:
 
 
 def wire(ctx: Ctx) -> None:
-    p = ctx.parts
+    _wire_listing(ctx)
+    _wire_compare(ctx)
+    _wire_watch(ctx)
 
-    def show(selected: list[str], metric: str, lang: str) -> tuple:
-        if not selected:
-            return None, {}, "", charts.log_box([]), ""
-        metric = metric or "loss"
-        rows = runs.compare([ctx.runs_root / s for s in selected], metric)
-        colors, drawn = charts.run_colors(selected), {r["run"] for r in rows}
-        legend = charts.compare_legend(colors, drawn, metric, lang)
-        # The map names exactly the runs drawn, so it changes whenever they do; sent after the data (scale()),
-        # it makes the plot rebuild its colour scale from them (charts.run_colors says why it must).
-        scale = {"color_map": {run: c for run, c in colors.items() if run in drawn}, "y_title": metric}
-        plot = charts.compare_frame(rows)
-        first = ctx.runs_root / selected[0]
-        log, _ = runs.log_tail(first, 200)
-        config = first / "config.yaml"
-        text = config.read_text(encoding="utf-8") if config.is_file() else ""
-        return plot, scale, legend, charts.log_box(log), text
+
+def _wire_listing(ctx: Ctx) -> None:
+    """The table and the Open choices, again on Refresh, on opening the section and in a new language."""
+    p = ctx.runs
 
     def refresh(selected: list[str], lang: str) -> tuple:
         frame, count, ids = table(ctx.runs_root, lang)
         keep = [s for s in selected or [] if s in ids]
         return frame, count, gr.update(choices=ids, value=keep)
 
-    listing = [p["runs_table"], p["runs_count"], p["runs_open"]]
     gr.on(
-        [p["runs_refresh"].click, p["runs_tab"].select, ctx.lang.change],
+        [p.refresh.click, ctx.tab["runs"].select, ctx.lang.change],
         refresh,
-        [p["runs_open"], ctx.lang],
-        listing,
+        [p.open, ctx.lang],
+        [p.table, p.count, p.open],
         show_progress="hidden",
     )
+
+
+def compared(ctx: Ctx, selected: list[str], metric: str, lang: str) -> tuple:
+    """The open runs' curves of ``metric``, the plot's colour scale, the legend, and the first run's log and
+    config.yaml (the outputs of :func:`_wire_compare`'s ``show``)."""
+    if not selected:
+        return None, {}, "", charts.log_box([]), ""
+    metric = metric or "loss"
+    rows = runs.compare([ctx.runs_root / s for s in selected], metric)
+    colors, drawn = charts.run_colors(selected), {r["run"] for r in rows}
+    legend = charts.compare_legend(colors, drawn, metric, lang)
+    # The map names exactly the runs drawn, so it changes whenever they do; sent after the data (scale()),
+    # it makes the plot rebuild its colour scale from them (charts.run_colors says why it must).
+    scale = {"color_map": {run: c for run, c in colors.items() if run in drawn}, "y_title": metric}
+    plot = charts.compare_frame(rows)
+    first = ctx.runs_root / selected[0]
+    log, _ = runs.log_tail(first, 200)
+    config = first / "config.yaml"
+    text = config.read_text(encoding="utf-8") if config.is_file() else ""
+    return plot, scale, legend, charts.log_box(log), text
+
+
+def _wire_compare(ctx: Ctx) -> None:
+    """A row picked in the table, or a change of the open runs or metric, redraws the comparison."""
+    p = ctx.runs
+
+    def show(selected: list[str], metric: str, lang: str) -> tuple:
+        return compared(ctx, selected, metric, lang)
 
     def pick(selected: list[str], evt: gr.SelectData) -> Any:
         row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
@@ -149,31 +204,34 @@ def wire(ctx: Ctx) -> None:
             return gr.skip()
         return list(dict.fromkeys([*(selected or []), ids[row]]))
 
-    shown = [p["runs_plot"], p["runs_scale"], p["runs_legend"], p["runs_log"], p["runs_config"]]
+    shown = [p.plot, p.scale, p.legend, p.log, p.config]
 
     def scale(options: dict) -> Any:
         # A second update, once the plot holds the new data: gradio 6.31 applies a color_map sent with the
         # data before the data, and rebuilds the colour scale from the runs drawn before.
         return gr.update(**options) if options else gr.skip()
 
-    rescale = {"fn": scale, "inputs": p["runs_scale"], "outputs": p["runs_plot"], "show_progress": "hidden"}
-    p["runs_table"].select(pick, p["runs_open"], p["runs_open"]).then(
-        show, [p["runs_open"], p["runs_metric"], ctx.lang], shown
-    ).then(**rescale)
+    rescale = {"fn": scale, "inputs": p.scale, "outputs": p.plot, "show_progress": "hidden"}
+    p.table.select(pick, p.open, p.open).then(show, [p.open, p.metric, ctx.lang], shown).then(**rescale)
     gr.on(
-        [p["runs_open"].input, p["runs_metric"].input, ctx.lang.change],
+        [p.open.input, p.metric.input, ctx.lang.change],
         show,
-        [p["runs_open"], p["runs_metric"], ctx.lang],
+        [p.open, p.metric, ctx.lang],
         shown,
     ).then(**rescale)
 
+
+def _wire_watch(ctx: Ctx) -> None:
+    """Watch: follow the first open run in the Run section, and go there."""
+    p, run = ctx.runs, ctx.run
+
     def watch(selected: list[str], lang: str) -> dict:
         run_id = (selected or [None])[0]
-        follow = run_tab.attach(ctx.runs_root, run_id)
+        follow = run_tab.follow_run(ctx, run_id)
         return {
             **run_tab.view(ctx, follow, lang),
-            p["watch"]: run_tab.watch_choices(ctx, run_id),
-            p["tabs"]: gr.Tabs(selected="run"),
+            run.watch: run_tab.watch_choices(ctx, run_id),
+            ctx.tabs: gr.Tabs(selected="run"),
         }
 
-    p["runs_watch"].click(watch, [p["runs_open"], ctx.lang], [*run_tab.outputs(ctx), p["watch"], p["tabs"]])
+    p.watch.click(watch, [p.open, ctx.lang], [*run_tab.outputs(ctx), run.watch, ctx.tabs])

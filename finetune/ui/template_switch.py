@@ -22,38 +22,38 @@ from finetune.ui.context import Ctx, commits
 
 def wire(ctx: Ctx, analysis: dict[str, Any]) -> None:
     """A new model gets its family's template when the form names another family's preset, and says so."""
-    b, p = ctx.binder, ctx.parts
+    b, p = ctx.binder, ctx.template
     model, name = b.component("model.name_or_path"), b.component("template.name")
     # The value before the user changes it: a blur or a pick without a new model changes nothing.
-    model.focus(lambda v: v, model, p["model_seen"], show_progress="hidden")
-    outputs = [name, p["template_custom"], p["model_seen"], p["template_switch"]]
-    gr.on(commits(model), lambda d: switch_template(ctx, d), ctx.form(p["model_seen"]), outputs).then(
+    model.focus(lambda v: v, model, p.model_seen, show_progress="hidden")
+    outputs = [name, p.custom, p.model_seen, p.switch]
+    gr.on(commits(model), lambda d: switch_template(ctx, d), ctx.form(p.model_seen), outputs).then(
         **analysis, show_progress="hidden"
     )
     gr.on(
-        [p["template_switch"].change, ctx.lang.change, ctx.analysis.change],
-        lambda d: switch_note(d[p["template_switch"]], d[ctx.lang], d[model], d[name]),
-        ctx.form(p["template_switch"]),
-        p["template_note"],
+        [p.switch.change, ctx.lang.change, ctx.analysis.change],
+        lambda d: switch_note(d[p.switch], d[ctx.lang], d[model], d[name]),
+        ctx.form(p.switch),
+        p.note,
         show_progress="hidden",
     )
 
 
 def switch_template(ctx: Ctx, d: dict) -> dict[Any, Any]:
     """The form's updates after the model changed (nothing when it did not)."""
-    b, p = ctx.binder, ctx.parts
+    b, p = ctx.binder, ctx.template
     model, name = d[b.component("model.name_or_path")], d[b.component("template.name")]
-    if not model or model == d[p["model_seen"]]:
-        return {p["model_seen"]: gr.skip()}
-    out: dict[Any, Any] = {p["model_seen"]: model, p["template_switch"]: {}}
+    if not model or model == d[p.model_seen]:
+        return {p.model_seen: gr.skip()}
+    out: dict[Any, Any] = {p.model_seen: model, p.switch: {}}
     family = _family(d, b)
     wanted = (family or {}).get("template")
     presets_ = presets.names("templates")
     if wanted in presets_ and name in presets_ and name != wanted:
         if family.get("id") not in (presets.load("templates", name).get("families") or []):
             out[b.component("template.name")] = wanted
-            out[p["template_custom"]] = gr.update(visible=False)
-            out[p["template_switch"]] = {
+            out[p.custom] = gr.update(visible=False)
+            out[p.switch] = {
                 "model": model,
                 "family": family.get("name"),
                 "old": name,

@@ -6,6 +6,7 @@ detected), and one record rendered exactly as the model will see it, loss-carryi
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
@@ -31,111 +32,160 @@ def _family_choices() -> list[tuple[str, str]]:
     ]
 
 
+@dataclass(slots=True)
+class TemplateParts:
+    """The section's components that its handlers and the page use (the fields are the binder's)."""
+
+    model_kind: gr.Radio | None = None  # instruct or base: whether the model's own template is expected
+    model_info: gr.HTML | None = None  # the model's facts
+    note: gr.HTML | None = None  # what the last automatic template change did (template_switch)
+    custom: gr.Code | None = None  # the template.custom field, shown for template "custom"
+    warnings: gr.HTML | None = None
+    add_missing: gr.Button | None = None  # the fixes the warnings offer, shown with them
+    use_own: gr.Button | None = None
+    raise_max_length: gr.Button | None = None
+    model_seen: gr.State | None = None  # the model the template was matched to
+    switch: gr.State | None = None  # the last automatic template change, to say so in either language
+    record: gr.Slider | None = None  # which record to render, counted from 1
+    render_stats: gr.HTML | None = None
+    legend: gr.HTML | None = None
+    rendered: gr.HTML | None = None
+
+
 def build(ctx: Ctx) -> None:
-    b, tx, p = ctx.binder, ctx.texts, ctx.parts
+    b, tx = ctx.binder, ctx.texts
+    p = ctx.template = TemplateParts()
     tx.add(gr.Markdown(i18n.t("en", "template.intro"), elem_classes=["tb-intro"]), value="template.intro")
     with gr.Row(equal_height=False):
         with gr.Column(scale=1):
-            b.field("model.name_or_path", gr.Dropdown, choices=BUILTIN_MODELS, allow_custom_value=True)
-            with gr.Row():
-                p["model_kind"] = tx.add(
-                    gr.Radio(
-                        [("instruct", "instruct"), ("base", "base")],
-                        value="instruct",
-                        label=i18n.t("en", "template.kind"),
-                        info=i18n.t("en", "template.kind_help"),
-                    ),
-                    label="template.kind",
-                    info="template.kind_help",
-                    choices=[("template.kind_instruct", "instruct"), ("template.kind_base", "base")],
-                )
-                b.field("model.family", gr.Dropdown, convert="auto", choices=_family_choices())
-            p["model_info"] = gr.HTML(elem_id="tb-model-info")
-            with gr.Accordion(i18n.t("en", "template.model_advanced"), open=False) as acc:
-                tx.add(acc, label="template.model_advanced")
-                b.field("model.revision", gr.Textbox, convert="text")
-                b.field("model.dtype", gr.Dropdown)
-                b.field(
-                    "model.attn_implementation",
-                    gr.Dropdown,
-                    convert="auto",
-                    choices=["auto", "eager", "sdpa", "flash_attention_2"],
-                )
-                b.field("model.trust_remote_code", gr.Checkbox)
+            _build_model(ctx, p)
         with gr.Column(scale=1):
-            b.field("template.name", gr.Dropdown, choices=_template_choices())
-            p["template_note"] = gr.HTML(elem_id="tb-template-note")
-            p["template_custom"] = b.field(
-                "template.custom",
-                gr.Code,
-                convert="text",
-                language="jinja2",
-                show_help=False,
-                visible=False,
-                lines=8,
-                error_target=b.component("template.name"),
-            )
-            b.field("template.system_prompt", gr.Textbox, convert="text", lines=2)
-            b.field("template.train_on", gr.Radio)
-    p["template_warnings"] = gr.HTML(elem_id="tb-template-warnings")
+            _build_template(ctx, p)
+    p.warnings = gr.HTML(elem_id="tb-template-warnings")
     with gr.Row():
-        for key in ("add_missing", "use_own", "raise_max_length"):
-            p[key] = tx.add(
-                gr.Button(i18n.t("en", f"template.{key}"), visible=False, size="sm", variant="primary"),
-                value=f"template.{key}",
-            )
-    p["model_seen"] = gr.State(b.initial["model"]["name_or_path"])  # the model the template was matched to
-    p["template_switch"] = gr.State({})  # the last automatic template change, to say so in either language
+        p.add_missing = _fix_button(ctx, "add_missing")
+        p.use_own = _fix_button(ctx, "use_own")
+        p.raise_max_length = _fix_button(ctx, "raise_max_length")
+    p.model_seen = gr.State(b.initial["model"]["name_or_path"])
+    p.switch = gr.State({})
+    _build_record_view(ctx, p)
+
+
+def _build_model(ctx: Ctx, p: TemplateParts) -> None:
+    """The model, whether it is a base or an instruct model, its family and facts, and a fold of loading
+    options."""
+    b, tx = ctx.binder, ctx.texts
+    b.field("model.name_or_path", gr.Dropdown, choices=BUILTIN_MODELS, allow_custom_value=True)
+    with gr.Row():
+        p.model_kind = tx.add(
+            gr.Radio(
+                [("instruct", "instruct"), ("base", "base")],
+                value="instruct",
+                label=i18n.t("en", "template.kind"),
+                info=i18n.t("en", "template.kind_help"),
+            ),
+            label="template.kind",
+            info="template.kind_help",
+            choices=[("template.kind_instruct", "instruct"), ("template.kind_base", "base")],
+        )
+        b.field("model.family", gr.Dropdown, convert="auto", choices=_family_choices())
+    p.model_info = gr.HTML(elem_id="tb-model-info")
+    with gr.Accordion(i18n.t("en", "template.model_advanced"), open=False) as acc:
+        tx.add(acc, label="template.model_advanced")
+        b.field("model.revision", gr.Textbox, convert="text")
+        b.field("model.dtype", gr.Dropdown)
+        b.field(
+            "model.attn_implementation",
+            gr.Dropdown,
+            convert="auto",
+            choices=["auto", "eager", "sdpa", "flash_attention_2"],
+        )
+        b.field("model.trust_remote_code", gr.Checkbox)
+
+
+def _build_template(ctx: Ctx, p: TemplateParts) -> None:
+    """The chat template (a preset, the model's own, or custom), the system prompt, and what carries loss."""
+    b = ctx.binder
+    b.field("template.name", gr.Dropdown, choices=_template_choices())
+    p.note = gr.HTML(elem_id="tb-template-note")
+    p.custom = b.field(
+        "template.custom",
+        gr.Code,
+        convert="text",
+        language="jinja2",
+        show_help=False,
+        visible=False,
+        lines=8,
+        error_target=b.component("template.name"),
+    )
+    b.field("template.system_prompt", gr.Textbox, convert="text", lines=2)
+    b.field("template.train_on", gr.Radio)
+
+
+def _fix_button(ctx: Ctx, key: str) -> gr.Button:
+    """A button that applies the fix a warning names (hidden until the warning shows)."""
+    return ctx.texts.add(
+        gr.Button(i18n.t("en", f"template.{key}"), visible=False, size="sm", variant="primary"),
+        value=f"template.{key}",
+    )
+
+
+def _build_record_view(ctx: Ctx, p: TemplateParts) -> None:
+    """One record rendered as the model sees it, loss-carrying tokens highlighted, and a slider to pick it."""
+    tx = ctx.texts
     with gr.Group(elem_classes=["tb-render-box"]):
         with gr.Row():
             # Counted from 1, as its label ("record 1 of 120") and a person count.
-            p["record"] = tx.add(
+            p.record = tx.add(
                 gr.Slider(1, 2, value=1, step=1, label=i18n.t("en", "template.record"), scale=3),
                 label="template.record",
             )
-            p["render_stats"] = gr.HTML(elem_id="tb-render-stats")
-        p["legend"] = tx.add(gr.HTML(charts.legend("en")), value=charts.legend)
-        p["rendered"] = gr.HTML(elem_id="tb-rendered")
+            p.render_stats = gr.HTML(elem_id="tb-render-stats")
+        p.legend = tx.add(gr.HTML(charts.legend("en")), value=charts.legend)
+        p.rendered = gr.HTML(elem_id="tb-rendered")
 
 
 def wire(ctx: Ctx) -> None:
-    b, p = ctx.binder, ctx.parts
-    name = b.component("template.name")
+    p = ctx.template
+    name = ctx.binder.component("template.name")
     analysis = {"fn": ctx.run_analysis, "inputs": ctx.form(), "outputs": ctx.analysis_outputs()}
-    name.input(
-        lambda v: (gr.update(visible=v == "custom"), {}), name, [p["template_custom"], p["template_switch"]]
-    )
-    refresh = [ctx.analysis.change, ctx.lang.change, p["model_kind"].input]
+    name.input(lambda v: (gr.update(visible=v == "custom"), {}), name, [p.custom, p.switch])
+    refresh = [ctx.analysis.change, ctx.lang.change, p.model_kind.input]
     gr.on(
         refresh,
         lambda d: info_and_warnings(ctx, d),
-        ctx.form(ctx.analysis, p["model_kind"]),
-        [p["model_info"], p["template_warnings"], p["add_missing"], p["use_own"], p["raise_max_length"]],
+        ctx.form(ctx.analysis, p.model_kind),
+        [p.model_info, p.warnings, p.add_missing, p.use_own, p.raise_max_length],
         show_progress="hidden",
     )
     # .input too: typing a number in the slider's box gives no release until the box loses focus.
     gr.on(
-        [ctx.analysis.change, ctx.lang.change, p["record"].release, p["record"].input],
+        [ctx.analysis.change, ctx.lang.change, p.record.release, p.record.input],
         lambda d: render(ctx, d),
-        ctx.form(ctx.analysis, p["record"]),
-        [p["rendered"], p["render_stats"], p["record"]],
+        ctx.form(ctx.analysis, p.record),
+        [p.rendered, p.render_stats, p.record],
         show_progress="hidden",
         trigger_mode="always_last",
     )
     template_switch.wire(ctx, analysis)
+    _wire_fixes(ctx, analysis)
+
+
+def _wire_fixes(ctx: Ctx, analysis: dict[str, Any]) -> None:
+    """The fix buttons: add the template's missing tokens, use the model's own template, raise max_length."""
+    b, p, table = ctx.binder, ctx.template, ctx.tokens.table
 
     def add_missing(d: dict) -> Any:
         missing = (d[ctx.analysis] or {}).get("missing_template_tokens") or []
-        return tokens_tab.with_tokens(d[p["tokens_table"]], missing, special=True, lang=d[ctx.lang])
+        return tokens_tab.with_tokens(d[table], missing, special=True, lang=d[ctx.lang])
 
-    p["add_missing"].click(add_missing, ctx.form(ctx.analysis), p["tokens_table"]).then(
-        **analysis, show_progress="hidden"
-    )
-    p["use_own"].click(lambda d: own_template(d[ctx.analysis]), ctx.form(ctx.analysis), name).then(
+    p.add_missing.click(add_missing, ctx.form(ctx.analysis), table).then(**analysis, show_progress="hidden")
+    name = b.component("template.name")
+    p.use_own.click(lambda d: own_template(d[ctx.analysis]), ctx.form(ctx.analysis), name).then(
         **analysis, show_progress="hidden"
     )
     max_length = b.component("dataset.max_length")
-    p["raise_max_length"].click(
+    p.raise_max_length.click(
         lambda a: ((a or {}).get("lengths") or {}).get("truncation", {}).get("suggest") or gr.skip(),
         ctx.analysis,
         max_length,
@@ -158,8 +208,28 @@ def info_and_warnings(ctx: Ctx, d: dict) -> tuple[Any, ...]:
     if config is not None and a.get("key") not in (None, previews.key_of(config)):
         return (gr.skip(),) * 5  # an analysis of a form changed since (a new model): its own result follows
     sft = a.get("task", "sft") == "sft"
+    own = a.get("family_template") or a.get("detected_template")
+    mismatch = (
+        sft and d[ctx.template.model_kind] == "instruct" and own and a.get("template") not in (own, "model")
+    )
+    missing = a.get("missing_template_tokens") or []
+    trunc = (a.get("lengths") or {}).get("truncation")
+    warnings = _warnings(a, lang, sft=sft, mismatch=mismatch, own=own, missing=missing, trunc=trunc)
+    buttons = (
+        gr.update(visible=bool(missing), value=i18n.t(lang, "template.add_missing_n", n=len(missing))),
+        gr.update(visible=bool(mismatch), value=i18n.t(lang, "template.use_own_named", own=own)),
+        gr.update(
+            visible=bool(trunc and trunc.get("suggest")),
+            value=i18n.t(lang, "template.raise_max_length_to", n=(trunc or {}).get("suggest")),
+        ),
+    )
+    return charts.cards(model_facts(a, lang)), charts.notes(warnings), *buttons
+
+
+def model_facts(a: dict[str, Any], lang: str) -> list[tuple[str, Any]]:
+    """The model's type, family, own template, vocabulary and the template in use, as cards."""
     in_use = a.get("template") or i18n.t(lang, "template.no_template", task=a.get("task"))
-    facts = [
+    return [
         (i18n.t(lang, "template.model_type"), a.get("model_type") or "?"),
         (i18n.t(lang, "template.family"), a.get("family_name") or i18n.t(lang, "template.unknown")),
         (
@@ -169,32 +239,25 @@ def info_and_warnings(ctx: Ctx, d: dict) -> tuple[Any, ...]:
         (i18n.t(lang, "template.vocab"), f"{a.get('vocab_before', 0):,}"),
         (i18n.t(lang, "template.in_use"), in_use),
     ]
+
+
+def _warnings(
+    a: dict[str, Any], lang: str, *, sft: bool, mismatch: Any, own: Any, missing: list[str], trunc: Any
+) -> list[str]:
+    """Every warning in ``lang``: the task, a template that is not the model's own, tokens it lacks, records
+    cut at max_length, then the engine's others."""
     warnings = [] if sft else [i18n.t(lang, f"template.task_{a.get('task')}")]
-    own = a.get("family_template") or a.get("detected_template")
-    mismatch = (
-        sft and d[ctx.parts["model_kind"]] == "instruct" and own and a.get("template") not in (own, "model")
-    )
     if mismatch:
         warnings.append(i18n.t(lang, "template.mismatch", own=own, picked=a.get("template")))
-    missing = a.get("missing_template_tokens") or []
     if missing:
         warnings.append(i18n.t(lang, "template.missing_tokens", tokens=", ".join(missing)))
-    trunc = (a.get("lengths") or {}).get("truncation")
     if trunc:
         warnings.append(charts.truncation_text(trunc, lang))  # the words and counts of section 1
     for w in a.get("warnings") or []:
         if any(said in w for said in SAID_ABOVE):
             continue  # said above, in the user's language and with the model kind taken into account
         warnings.append(i18n.problem(lang, w))
-    buttons = (
-        gr.update(visible=bool(missing), value=i18n.t(lang, "template.add_missing_n", n=len(missing))),
-        gr.update(visible=bool(mismatch), value=i18n.t(lang, "template.use_own_named", own=own)),
-        gr.update(
-            visible=bool(trunc and trunc.get("suggest")),
-            value=i18n.t(lang, "template.raise_max_length_to", n=(trunc or {}).get("suggest")),
-        ),
-    )
-    return charts.cards(facts), charts.notes(warnings), *buttons
+    return warnings
 
 
 # Engine warnings the section says in its own words above (so never twice, nor in English on a Japanese page).
@@ -207,7 +270,7 @@ SAID_ABOVE = (
 
 def render(ctx: Ctx, d: dict) -> tuple[Any, Any, Any]:
     lang, a = d[ctx.lang], d[ctx.analysis] or {}
-    asked = d[ctx.parts["record"]]
+    asked = d[ctx.template.record]
     if not isinstance(asked, (int, float)):
         return gr.skip(), gr.skip(), gr.skip()  # the number box is being typed in (empty): wait for a number
     config = config_from(d, ctx.binder)

@@ -6,6 +6,7 @@ split before and after, and a scan of the data for token-like strings the vocabu
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
@@ -70,136 +71,189 @@ def with_tokens(value: Any, new: list[str], special: bool, lang: str = i18n.DEFA
     return frame_of(pairs, lang)
 
 
+@dataclass(slots=True)
+class TokensParts:
+    """The section's components that its handlers and the other sections use."""
+
+    note: gr.HTML | None = None  # for a task that adds no tokens: the table is kept
+    vocab_info: gr.HTML | None = None
+    new_token: gr.Textbox | None = None  # also where the table's problems show (it has no help line)
+    new_special: gr.Checkbox | None = None
+    add_token: gr.Button | None = None
+    table: gr.Dataframe | None = None  # the tokens.add / tokens.special field (binder.custom)
+    remove_pick: gr.Dropdown | None = None
+    remove: gr.Button | None = None
+    sample: gr.Textbox | None = None
+    compare: gr.HTML | None = None  # the sample split before and after
+    scan: gr.Button | None = None
+    scan_result: gr.HTML | None = None
+    scan_add: gr.Button | None = None
+    scan_found: gr.State | None = None  # the missing tokens the last scan found
+
+
 def build(ctx: Ctx) -> None:
-    b, tx, p = ctx.binder, ctx.texts, ctx.parts
+    b, tx = ctx.binder, ctx.texts
+    p = ctx.tokens = TokensParts()
     tx.add(gr.Markdown(i18n.t("en", "tokens.intro"), elem_classes=["tb-intro"]), value="tokens.intro")
-    p["tokens_note"] = gr.HTML(elem_id="tb-tokens-note")
-    p["vocab_info"] = gr.HTML(elem_id="tb-vocab-info")
+    p.note = gr.HTML(elem_id="tb-tokens-note")
+    p.vocab_info = gr.HTML(elem_id="tb-vocab-info")
     with gr.Row(equal_height=False):
         with gr.Column(scale=1):
-            with gr.Row():
-                p["new_token"] = tx.add(
-                    gr.Textbox(
-                        label=i18n.t("en", "tokens.new"),
-                        info=i18n.field_help("en", "tokens.add"),
-                        placeholder="<user_name>",
-                        scale=3,
-                        elem_id="tb-new-token",
-                    ),
-                    label="tokens.new",
-                    info=lambda lang: i18n.field_help(lang, "tokens.add"),
-                )
-                p["new_special"] = tx.add(
-                    gr.Checkbox(True, label=i18n.t("en", "tokens.special"), scale=1), label="tokens.special"
-                )
-            p["add_token"] = tx.add(
-                gr.Button(i18n.t("en", "tokens.add"), variant="primary", size="sm"), value="tokens.add"
-            )
-            initial = b.initial.get("tokens") or {}
-            p["tokens_table"] = tx.add(
-                gr.Dataframe(
-                    table(initial.get("add") or [], initial.get("special", True)),
-                    datatype=["str", "bool"],
-                    interactive=False,
-                    label=i18n.t("en", "tokens.table"),
-                    elem_id="tb-tokens-table",
-                    max_height=260,
-                ),
-                label="tokens.table",
-            )
-            b.custom(
-                "tokens.add",
-                p["tokens_table"],
-                paths=("tokens.add", "tokens.special"),
-                to_config=to_config,
-                to_ui=to_ui,
-                error_target=p["new_token"],
-            )
-            with gr.Row():
-                p["remove_pick"] = tx.add(
-                    gr.Dropdown(
-                        initial.get("add") or [],
-                        value=[],
-                        multiselect=True,
-                        label=i18n.t("en", "tokens.remove_pick"),
-                        scale=3,
-                        elem_id="tb-remove-pick",
-                    ),
-                    label="tokens.remove_pick",
-                )
-                p["remove"] = tx.add(
-                    gr.Button(i18n.t("en", "tokens.remove"), size="sm", scale=1), value="tokens.remove"
-                )
+            _build_new_token(ctx, p)
+            _build_table(ctx, p)
+            _build_remove(ctx, p)
             with gr.Row():
                 b.field("tokens.init", gr.Dropdown)
                 b.field("tokens.pad", gr.Dropdown)
         with gr.Column(scale=1):
-            p["sample"] = tx.add(
-                gr.Textbox(
-                    SAMPLE_TEXT, label=i18n.t("en", "tokens.sample"), lines=2, elem_id="tb-sample-text"
-                ),
-                label="tokens.sample",
-            )
-            p["compare"] = gr.HTML(elem_id="tb-compare")
-            p["scan"] = tx.add(gr.Button(i18n.t("en", "tokens.scan"), size="sm"), value="tokens.scan")
-            p["scan_result"] = gr.HTML(elem_id="tb-scan")
-            p["scan_add"] = tx.add(
-                gr.Button(i18n.t("en", "tokens.scan_add"), visible=False, size="sm", variant="primary"),
-                value="tokens.scan_add",
-            )
-            p["scan_found"] = gr.State([])
+            _build_sample(ctx, p)
+            _build_scan(ctx, p)
+
+
+def _build_new_token(ctx: Ctx, p: TokensParts) -> None:
+    """A token to add, whether it is special, and Add."""
+    tx = ctx.texts
+    with gr.Row():
+        p.new_token = tx.add(
+            gr.Textbox(
+                label=i18n.t("en", "tokens.new"),
+                info=i18n.field_help("en", "tokens.add"),
+                placeholder="<user_name>",
+                scale=3,
+                elem_id="tb-new-token",
+            ),
+            label="tokens.new",
+            info=lambda lang: i18n.field_help(lang, "tokens.add"),
+        )
+        p.new_special = tx.add(
+            gr.Checkbox(True, label=i18n.t("en", "tokens.special"), scale=1), label="tokens.special"
+        )
+    p.add_token = tx.add(
+        gr.Button(i18n.t("en", "tokens.add"), variant="primary", size="sm"), value="tokens.add"
+    )
+
+
+def _build_table(ctx: Ctx, p: TokensParts) -> None:
+    """The tokens to add, bound to tokens.add and tokens.special; its problems show under the new token."""
+    b, initial = ctx.binder, ctx.binder.initial.get("tokens") or {}
+    p.table = ctx.texts.add(
+        gr.Dataframe(
+            table(initial.get("add") or [], initial.get("special", True)),
+            datatype=["str", "bool"],
+            interactive=False,
+            label=i18n.t("en", "tokens.table"),
+            elem_id="tb-tokens-table",
+            max_height=260,
+        ),
+        label="tokens.table",
+    )
+    b.custom(
+        "tokens.add",
+        p.table,
+        paths=("tokens.add", "tokens.special"),
+        to_config=to_config,
+        to_ui=to_ui,
+        error_target=p.new_token,
+    )
+
+
+def _build_remove(ctx: Ctx, p: TokensParts) -> None:
+    """Tokens to take out of the table, and Remove."""
+    tx, initial = ctx.texts, ctx.binder.initial.get("tokens") or {}
+    with gr.Row():
+        p.remove_pick = tx.add(
+            gr.Dropdown(
+                initial.get("add") or [],
+                value=[],
+                multiselect=True,
+                label=i18n.t("en", "tokens.remove_pick"),
+                scale=3,
+                elem_id="tb-remove-pick",
+            ),
+            label="tokens.remove_pick",
+        )
+        p.remove = tx.add(gr.Button(i18n.t("en", "tokens.remove"), size="sm", scale=1), value="tokens.remove")
+
+
+def _build_sample(ctx: Ctx, p: TokensParts) -> None:
+    """A sample text, split by the tokenizer before and after the token edits."""
+    p.sample = ctx.texts.add(
+        gr.Textbox(SAMPLE_TEXT, label=i18n.t("en", "tokens.sample"), lines=2, elem_id="tb-sample-text"),
+        label="tokens.sample",
+    )
+    p.compare = gr.HTML(elem_id="tb-compare")
+
+
+def _build_scan(ctx: Ctx, p: TokensParts) -> None:
+    """Scan the data for token-like strings the vocabulary lacks, and add the missing ones at once."""
+    tx = ctx.texts
+    p.scan = tx.add(gr.Button(i18n.t("en", "tokens.scan"), size="sm"), value="tokens.scan")
+    p.scan_result = gr.HTML(elem_id="tb-scan")
+    p.scan_add = tx.add(
+        gr.Button(i18n.t("en", "tokens.scan_add"), visible=False, size="sm", variant="primary"),
+        value="tokens.scan_add",
+    )
+    p.scan_found = gr.State([])
 
 
 def wire(ctx: Ctx) -> None:
-    p = ctx.parts
     then_analyze = {
         "fn": ctx.run_analysis,
         "inputs": ctx.form(),
         "outputs": ctx.analysis_outputs(),
         "show_progress": "hidden",
     }
+    _wire_editor(ctx, then_analyze)
+    _wire_notes(ctx)
+    _wire_sample_and_scan(ctx, then_analyze)
+
+
+def _wire_editor(ctx: Ctx, then_analyze: dict[str, Any]) -> None:
+    """Add and Remove edit the table; the remove list and the headers follow it and the language."""
+    p = ctx.tokens
 
     def add(d: dict) -> dict:
-        token = (d[p["new_token"]] or "").strip()
+        token = (d[p.new_token] or "").strip()
         if not token:
-            return {p["new_token"]: gr.skip()}
+            return {p.new_token: gr.skip()}
         return {
-            p["tokens_table"]: with_tokens(
-                d[p["tokens_table"]], [token], bool(d[p["new_special"]]), d[ctx.lang]
-            ),
-            p["new_token"]: "",
+            p.table: with_tokens(d[p.table], [token], bool(d[p.new_special]), d[ctx.lang]),
+            p.new_token: "",
         }
 
     def remove(d: dict) -> dict:
         # The picked tokens, or else the one typed in the new-token box (a person types the name).
-        drop = set(d[p["remove_pick"]] or []) or {(d[p["new_token"]] or "").strip()}
-        pairs = rows(d[p["tokens_table"]])
+        drop = set(d[p.remove_pick] or []) or {(d[p.new_token] or "").strip()}
+        pairs = rows(d[p.table])
         kept = [pair for pair in pairs if pair[0] not in drop]
-        typed_gone = len(kept) < len(pairs) and not d[p["remove_pick"]]
+        typed_gone = len(kept) < len(pairs) and not d[p.remove_pick]
         left = frame_of(kept, d[ctx.lang])
-        return {p["tokens_table"]: left, p["new_token"]: "" if typed_gone else gr.skip()}
+        return {p.table: left, p.new_token: "" if typed_gone else gr.skip()}
 
-    inputs = ctx.form(p["new_token"], p["new_special"], p["remove_pick"])
-    gr.on(
-        [p["add_token"].click, p["new_token"].submit], add, inputs, [p["tokens_table"], p["new_token"]]
-    ).then(**then_analyze)
-    p["remove"].click(remove, inputs, [p["tokens_table"], p["new_token"]]).then(**then_analyze)
+    inputs = ctx.form(p.new_token, p.new_special, p.remove_pick)
+    gr.on([p.add_token.click, p.new_token.submit], add, inputs, [p.table, p.new_token]).then(**then_analyze)
+    p.remove.click(remove, inputs, [p.table, p.new_token]).then(**then_analyze)
     # Whatever changed the table (an edit here, a reload, a new dataset), the remove list shows its tokens.
     gr.on(
-        [p["tokens_table"].change, ctx.analysis.change],
+        [p.table.change, ctx.analysis.change],
         lambda v: gr.update(choices=[t for t, _ in rows(v)], value=[]),
-        p["tokens_table"],
-        p["remove_pick"],
+        p.table,
+        p.remove_pick,
         show_progress="hidden",
     )
     ctx.lang.change(  # the headers in the new language, the same rows
-        lambda v, lang: frame_of(rows(v), lang), [p["tokens_table"], ctx.lang], p["tokens_table"]
+        lambda v, lang: frame_of(rows(v), lang), [p.table, ctx.lang], p.table
     )
+
+
+def _wire_notes(ctx: Ctx) -> None:
+    """The note for a task that adds no tokens, and the vocabulary's numbers and special tokens."""
+    p = ctx.tokens
     gr.on(
         [ctx.analysis.change, ctx.lang.change],
         lambda d: task_note(ctx, d),
         ctx.form(),
-        p["tokens_note"],
+        p.note,
         show_progress="hidden",
     )
 
@@ -207,31 +261,34 @@ def wire(ctx: Ctx) -> None:
         [ctx.analysis.change, ctx.lang.change],
         lambda d: vocab_info(ctx, d),
         {ctx.analysis, ctx.lang},
-        p["vocab_info"],
+        p.vocab_info,
         show_progress="hidden",
     )
+
+
+def _wire_sample_and_scan(ctx: Ctx, then_analyze: dict[str, Any]) -> None:
+    """The sample split again as it or the analysis changes; Scan, and adding what it found missing."""
+    p = ctx.tokens
     gr.on(
-        [ctx.analysis.change, p["sample"].input],
+        [ctx.analysis.change, p.sample.input],
         lambda d: compare(ctx, d),
-        ctx.form(ctx.analysis, p["sample"]),
-        p["compare"],
+        ctx.form(ctx.analysis, p.sample),
+        p.compare,
         show_progress="hidden",
         trigger_mode="always_last",
     )
-    p["scan"].click(
-        lambda d: scan(ctx, d), ctx.form(ctx.analysis), [p["scan_result"], p["scan_add"], p["scan_found"]]
-    )
-    p["scan_add"].click(
-        lambda d: with_tokens(d[p["tokens_table"]], d[p["scan_found"]], True, d[ctx.lang]),
-        ctx.form(p["scan_found"]),
-        p["tokens_table"],
+    p.scan.click(lambda d: scan(ctx, d), ctx.form(ctx.analysis), [p.scan_result, p.scan_add, p.scan_found])
+    p.scan_add.click(
+        lambda d: with_tokens(d[p.table], d[p.scan_found], True, d[ctx.lang]),
+        ctx.form(p.scan_found),
+        p.table,
     ).then(**then_analyze)
 
 
 def task_note(ctx: Ctx, d: dict) -> str:
     """For a task that adds no tokens (classification): the table is kept for when the task changes back."""
     task = d[ctx.binder.component("task")]
-    kept = rows(d[ctx.parts["tokens_table"]])
+    kept = rows(d[ctx.tokens.table])
     if "tokens.add" not in cfg.UNUSED_BY_TASK.get(task, ()):
         return ""
     key = "tokens.unused_by_task_kept" if kept else "tokens.unused_by_task"
@@ -260,7 +317,7 @@ def compare(ctx: Ctx, d: dict) -> str:
     if config is None or not (d[ctx.analysis] or {}).get("ok"):
         return ""
     try:
-        split = previews.tokenize_compare(config, d[ctx.parts["sample"]] or "")
+        split = previews.tokenize_compare(config, d[ctx.tokens.sample] or "")
     except Exception as exc:  # noqa: BLE001 - shown as a message
         return charts.notes([i18n.problem(lang, str(exc))], "error")
     out = []

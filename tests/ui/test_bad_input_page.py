@@ -57,7 +57,7 @@ def case_config(case: Case, folder: Path) -> tuple[dict[str, Any], dict[str, Any
 def form_of(ctx, raw: dict[str, Any], lang: str = "en") -> dict[Any, Any]:
     """The form showing ``raw``, as the browser sends it back; raises gr.Error where gradio refuses."""
     values = {c: c.preprocess(c.postprocess(v)) for c, v in ctx.binder.load(raw).items()}
-    return {**values, ctx.lang: lang, ctx.shown: [], ctx.parts["follow"]: {}, ctx.parts["watch"]: None}
+    return {**values, ctx.lang: lang, ctx.shown: [], ctx.run.follow: {}, ctx.run.watch: None}
 
 
 def expresses(ctx, case: Case, folder: Path) -> bool:
@@ -162,10 +162,10 @@ def test_resume_after_the_dataset_is_gone(page_ctx, tmp_path: Path, monkeypatch:
     raw = cfg.load(ROOT / DEMO, {"dataset.path": str(data)}).user_dict()
     out = handler(blocks, "start")(form_of(ctx, raw))
     (run_id,) = scheduler.queue(ctx.runs_root)
-    assert out[ctx.parts["watch"]]["value"] == run_id
+    assert out[ctx.run.watch]["value"] == run_id
     data.unlink()
     scheduler.cancel(ctx.runs_root / run_id)
-    form = form_of(ctx, raw) | {ctx.parts["watch"]: run_id}
+    form = form_of(ctx, raw) | {ctx.run.watch: run_id}
     bad = row("dataset-gone-before-the-job-starts")
     assert_shown(ctx, handler(blocks, "resume")(form), bad.field, bad.words, "en")
     assert st.read(ctx.runs_root / run_id)["state"] == "cancelled" and scheduler.queue(ctx.runs_root) == []
@@ -178,7 +178,7 @@ def test_a_good_config_still_starts(page, tmp_path: Path) -> None:
     raw, _ = case_config(accepted, tmp_path)
     cfg.set_path(raw, "training.max_steps", 1)
     out = handler(blocks, "start")(form_of(ctx, raw))
-    run_id = out[ctx.parts["watch"]]["value"]
+    run_id = out[ctx.run.watch]["value"]
     assert out[ctx.banner] == "" and run_id
     status = jobs.reconcile(ctx.runs_root / run_id)
     assert status["state"] in ("starting", "running") and status["pid"], status  # a trainer was spawned

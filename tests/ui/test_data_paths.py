@@ -66,7 +66,7 @@ def test_a_system_file_typed_as_the_data_path_shows_nothing(site, secret: str, t
         shown = everything(out)
         assert secret not in shown and "root:" not in shown and "PATH=" not in shown
         assert "leads into /proc, /sys or /dev" in shown or "is not a data file" in shown
-    assert preview[ctx.parts["preview"]] is None and not analysis[ctx.analysis]["ok"]
+    assert preview[ctx.dataset.preview] is None and not analysis[ctx.analysis]["ok"]
     assert entries(ctx.runs_root) == set()
 
 
@@ -80,7 +80,7 @@ def test_a_shared_page_refuses_files_outside_the_allowed_folders(site, tmp_path:
         assert "can be reached by others" in everything(out) and "secret answer" not in everything(out)
         assert "TUNEBOARD_DATA_DIRS" in everything(out)
     else:  # the owner at the keyboard reads any data file of theirs
-        assert "secret answer" in out[ctx.parts["preview"]]["value"].to_string()
+        assert "secret answer" in out[ctx.dataset.preview]["value"].to_string()
 
 
 def test_an_upload_is_readable_on_a_shared_page(site, tmp_path: Path, monkeypatch) -> None:
@@ -92,7 +92,7 @@ def test_an_upload_is_readable_on_a_shared_page(site, tmp_path: Path, monkeypatc
     dropped.write_text("prompt,completion\nWhen do you open?,At nine.\nWhere?,Tokyo.\n")
     stored = dataset_tab.store_upload(ctx.home, str(dropped))
     out = dataset_tab.load_preview(ctx, typed(ctx, "builtin:sample-chat", task="sft"), stored, "auto")
-    assert "At nine." in out[ctx.parts["preview"]]["value"].to_string()
+    assert "At nine." in out[ctx.dataset.preview]["value"].to_string()
     assert ctx.run_analysis(typed(ctx, stored, task="sft"))[ctx.analysis]["records"] == 2
 
 
@@ -132,7 +132,7 @@ def test_a_table_with_ten_thousand_columns_shows_fifty(ctx, form: dict, tmp_path
         writer.writerow(["text", *(f"c{i}" for i in range(9_999))])
         writer.writerows([["hello", *range(9_999)], ["world", *range(9_999)]])
     out = dataset_tab.load_preview(ctx, form, str(wide), "auto")
-    table = out[ctx.parts["preview"]]
+    table = out[ctx.dataset.preview]
     assert list(table["value"].columns) == ["text", *(f"c{i}" for i in range(49))]
     assert table["label"] == "First rows — 50 of 10,000 columns shown; map the others by typing their names."
     choices = out[ctx.binder.component("dataset.columns.text")]["choices"]

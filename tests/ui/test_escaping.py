@@ -85,7 +85,7 @@ def hostile_run(ctx) -> Iterator[str]:
 
 @pytest.mark.parametrize("lang", ["en", "ja"])
 def test_run_config_note_shows_a_hostile_run_id_as_text(ctx, hostile_run: str, lang: str) -> None:
-    follow = run_tab.attach(ctx.runs_root, hostile_run)
+    follow = run_tab.follow_run(ctx, hostile_run)
     note, _cli, path, _effective = run_tab.config_view(ctx, follow, lang, None)
     assert note == i18n.t(lang, "run.config_of_run", run=charts.md_text(hostile_run))
     assert "<b>" not in note and "**bold**" not in note and "](" not in note and "www." not in note

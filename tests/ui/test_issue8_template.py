@@ -28,7 +28,7 @@ def text(markup: str) -> str:
 
 def analysed(ctx, d: dict) -> dict:
     """``d`` with the analysis the page computes for it (ctx.run_analysis, as a committed field runs it)."""
-    return {**d, ctx.analysis: ctx.run_analysis(d)[ctx.analysis], ctx.parts["model_kind"]: "instruct"}
+    return {**d, ctx.analysis: ctx.run_analysis(d)[ctx.analysis], ctx.template.model_kind: "instruct"}
 
 
 @pytest.fixture
@@ -40,7 +40,7 @@ def classification(ctx, form: dict) -> dict:
         b.component("task"): "classification",
         b.component("dataset.path"): "builtin:sample-sentiment",
         b.component("tokens.add"): None,
-        ctx.parts["record"]: 1,
+        ctx.template.record: 1,
     }
     return analysed(ctx, d)
 
@@ -60,24 +60,22 @@ def test_classification_says_no_template_and_no_token_loss(ctx, classification: 
 
 
 def test_a_new_model_gets_its_familys_template(ctx, form: dict) -> None:
-    b, p = ctx.binder, ctx.parts
+    b, p = ctx.binder, ctx.template
     d = {
         **form,
         b.component("model.name_or_path"): "builtin:tiny-gemma",
-        p["model_seen"]: "builtin:tiny-llama",
+        p.model_seen: "builtin:tiny-llama",
     }
     out = template_switch.switch_template(ctx, d)
-    assert out[b.component("template.name")] == "gemma2" and out[p["model_seen"]] == "builtin:tiny-gemma"
-    note = text(template_switch.switch_note(out[p["template_switch"]], "en"))
+    assert out[b.component("template.name")] == "gemma2" and out[p.model_seen] == "builtin:tiny-gemma"
+    note = text(template_switch.switch_note(out[p.switch], "en"))
     assert "changed from 'llama3.1' to 'gemma2'" in note and "Gemma 2" in note
-    ja = text(template_switch.switch_note(out[p["template_switch"]], "ja"))
+    ja = text(template_switch.switch_note(out[p.switch], "ja"))
     assert "'llama3.1' から 'gemma2' に切り替えました" in ja
     # Once the form shows something else (Reset, another pick), the note has nothing to say.
-    assert (
-        template_switch.switch_note(out[p["template_switch"]], "en", "builtin:tiny-llama", "llama3.1") == ""
-    )
+    assert template_switch.switch_note(out[p.switch], "en", "builtin:tiny-llama", "llama3.1") == ""
     # No new model (a blur, or the same pick): a template the user chose stays.
-    same = {**d, b.component("template.name"): "chatml", p["model_seen"]: "builtin:tiny-gemma"}
+    same = {**d, b.component("template.name"): "chatml", p.model_seen: "builtin:tiny-gemma"}
     assert b.component("template.name") not in template_switch.switch_template(ctx, same)
     # 'auto', 'model' and 'custom' follow the model by themselves: left alone.
     auto = {**d, b.component("template.name"): "auto"}
@@ -95,14 +93,14 @@ def test_the_mismatch_warning_asks_for_the_models_own_template(ctx, form: dict) 
 
 
 def test_the_record_counter_starts_at_one_and_clamps(ctx, form: dict) -> None:
-    d = analysed(ctx, {**form, ctx.parts["record"]: 1})
+    d = analysed(ctx, {**form, ctx.template.record: 1})
     pieces, stats, slider = template_tab.render(ctx, d)
     assert "record 1 of 300" in stats and slider["maximum"] == 300 and "value" not in slider
-    _, stats, slider = template_tab.render(ctx, {**d, ctx.parts["record"]: 12})
+    _, stats, slider = template_tab.render(ctx, {**d, ctx.template.record: 12})
     assert "record 12 of 300" in stats and "value" not in slider  # what was typed stays in the box
-    _, stats, slider = template_tab.render(ctx, {**d, ctx.parts["record"]: 999})
+    _, stats, slider = template_tab.render(ctx, {**d, ctx.template.record: 999})
     assert "record 300 of 300" in stats and slider["value"] == 300
-    assert template_tab.render(ctx, {**d, ctx.parts["record"]: None}) == (template_tab.gr.skip(),) * 3
+    assert template_tab.render(ctx, {**d, ctx.template.record: None}) == (template_tab.gr.skip(),) * 3
 
 
 def test_a_record_is_cut_exactly_when_section_1_counts_it(tiny_llama: str) -> None:
@@ -129,7 +127,7 @@ def test_the_truncation_note_is_one_text_in_both_sections(ctx, form: dict) -> No
 
 
 def test_llama_31s_header_is_explained_next_to_the_record(ctx, form: dict) -> None:
-    d = analysed(ctx, {**form, ctx.parts["record"]: 1})
+    d = analysed(ctx, {**form, ctx.template.record: 1})
     stats = text(template_tab.render(ctx, d)[1])
     assert "Cutting Knowledge Date: December 2023 / Today Date: 26 Jul 2024" in stats
     assert "A system prompt (above) goes after these lines" in stats

@@ -37,9 +37,9 @@ def test_the_tokens_section_says_a_classification_task_adds_none(ctx, form: dict
 
 def test_remove_takes_the_typed_name(page_ctx, form: dict) -> None:
     blocks, ctx = page_ctx
-    p = ctx.parts
-    out = handler(blocks, "remove")({**form, p["remove_pick"]: [], p["new_token"]: "<user_name>"})
-    assert tokens_tab.rows(out[p["tokens_table"]]) == [] and out[p["new_token"]] == ""
+    p = ctx.tokens
+    out = handler(blocks, "remove")({**form, p.remove_pick: [], p.new_token: "<user_name>"})
+    assert tokens_tab.rows(out[p.table]) == [] and out[p.new_token] == ""
 
 
 def test_empty_cells_show_empty_not_null() -> None:
@@ -49,16 +49,16 @@ def test_empty_cells_show_empty_not_null() -> None:
 
 
 def test_own_data_takes_the_demo_token_away_unless_it_uses_it(ctx, form: dict, tmp_path: Path) -> None:
-    b, p = ctx.binder, ctx.parts
+    b, p = ctx.binder, ctx.dataset
     plain, tagged = tmp_path / "plain.csv", tmp_path / "tagged.csv"
     plain.write_text("prompt,completion\nHi,Hello.\n", encoding="utf-8")
     tagged.write_text("prompt,completion\nHi <user_name>,Hello <user_name>.\n", encoding="utf-8")
     out = dataset_tab.load_preview(ctx, form, str(plain), "auto")
     assert tokens_tab.rows(out[b.component("tokens.add")]) == []
-    assert "&lt;user_name&gt;" in str(out[p["source_note"]])  # named, HTML-escaped
-    assert out[p["source"]] == "upload"
+    assert "&lt;user_name&gt;" in str(out[p.source_note])  # named, HTML-escaped
+    assert out[p.source] == "upload"
     out = dataset_tab.load_preview(ctx, form, str(tagged), "auto")
     assert b.component("tokens.add") not in out  # the data uses the token: it stays
     out = dataset_tab.load_preview(ctx, form, "builtin:sample-sentiment", "auto")
-    assert b.component("tokens.add") not in out and out[p["source"]] == "builtin"  # a bundled sample
+    assert b.component("tokens.add") not in out and out[p.source] == "builtin"  # a bundled sample
     assert cfg.DatasetConfig().path == "builtin:sample-chat"

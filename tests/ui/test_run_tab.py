@@ -1,4 +1,5 @@
-"""Following a run from the page: attach once, then read only what is new (no browser, no training).
+"""The Run section without a browser: its view of a followed run (finetune/runs.py follows it), the config
+panel, and the Runs section's comparison through the real page handlers.
 
 .venv/bin/pytest tests/ui/test_run_tab.py -q
 """
@@ -26,57 +27,15 @@ def append(path: Path, *lines: str) -> None:
         fh.write("".join(line + "\n" for line in lines))
 
 
-def test_attach_then_poll_reads_only_new_lines(tmp_path: Path) -> None:
-    me = {"pid": os.getpid(), "pid_start_time": procs.start_time(os.getpid())}
-    run_dir = make_run(tmp_path, "r1", "running", "2025-01-01T00:00:00+00:00", step=2, max_steps=10, **me)
+def test_a_followed_run_draws_its_loss_plot(tmp_path: Path) -> None:
+    # Following itself (attach, poll) is finetune/runs.py's: tests/test_runs.py.
+    run_dir = make_run(tmp_path, "r1", "finished", "2025-01-01T00:00:00+00:00")
     append(run_dir / "metrics.jsonl", json.dumps({"step": 2, "loss": 3.0}))
-    append(run_dir / "train.log", "loading", "step 2/10 loss 3.0")
-    follow = run_tab.attach(tmp_path, "r1")
-    assert [r["step"] for r in follow["rows"]] == [2] and follow["log"][-1] == "step 2/10 loss 3.0"
-    assert follow["status"]["state"] == "running"
-
-    follow, new_rows, new_log = run_tab.poll(tmp_path, follow)
-    assert not new_rows and not new_log  # nothing written since
-
+    follow = runs.attach(tmp_path, "r1")
     append(run_dir / "metrics.jsonl", json.dumps({"step": 4, "loss": 2.5}))
-    with (run_dir / "metrics.jsonl").open("a") as fh:
-        fh.write('{"step": 6, "lo')  # a line still being written waits for the next tick
-    append(run_dir / "train.log", "step 4/10 loss 2.5")
-    follow, new_rows, new_log = run_tab.poll(tmp_path, follow)
-    assert new_rows and new_log and [r["step"] for r in follow["rows"]] == [2, 4]
-    assert follow["met_off"] < (run_dir / "metrics.jsonl").stat().st_size
-
+    follow, _, _ = runs.poll(tmp_path, follow)
     frame = run_tab.charts.metric_frame(follow["rows"], run_tab.PLOTS["loss_plot"])
     assert list(frame["step"]) == [2, 4] and set(frame["series"]) == {"loss"}
-
-
-def test_latest_run_prefers_a_live_one(tmp_path: Path) -> None:
-    me = {"pid": os.getpid(), "pid_start_time": procs.start_time(os.getpid())}
-    make_run(tmp_path, "old-live", "running", "2025-01-01T00:00:00+00:00", **me)
-    make_run(tmp_path, "new-done", "finished", "2025-01-02T00:00:00+00:00")
-    assert run_tab.latest_run(tmp_path) == "old-live"
-    dead = make_run(tmp_path, "newest-dead", "running", "2025-01-03T00:00:00+00:00", pid=2**22 + 7)
-    assert run_tab.latest_run(tmp_path) == "old-live"  # the dead one was reconciled to failed on the way
-    assert json.loads((dead / "status.json").read_text())["state"] == "failed"
-    assert run_tab.latest_run(tmp_path / "none") is None
-    assert run_tab.attach(tmp_path, None) == {}
-
-
-TOKEN = "hf_" + "AbCd1234" * 4 + "xy"
-
-
-def test_the_page_shows_logs_redacted(tmp_path: Path) -> None:
-    run_dir = tmp_path / "r"
-    run_dir.mkdir()
-    (run_dir / "status.json").write_text(json.dumps({"state": "finished"}))
-    (run_dir / "train.log").write_text(f"first {TOKEN}\n", encoding="utf-8")
-    follow = run_tab.attach(tmp_path, "r")
-    assert follow["log"] == ["first hf_***"]
-    with (run_dir / "train.log").open("a", encoding="utf-8") as fh:
-        fh.write(f"second {TOKEN}\n")
-    follow, _, new_log = run_tab.poll(tmp_path, follow)
-    assert new_log and follow["log"][-1] == "second hf_***"
-    assert runs.log_tail(run_dir)[0] == ["first hf_***", "second hf_***"]
 
 
 # ---------------------------------------------------------------- issue 8: through the real page handlers
@@ -93,24 +52,24 @@ def page_handler(blocks, module: str, name: str):
 
 def test_before_any_run_the_section_says_so(ctx) -> None:
     out = run_tab.view(ctx, {}, "en")
-    assert "No run yet" in out[ctx.parts["progress"]] and "unknown" not in out[ctx.parts["progress"]]
-    assert "まだ実行はありません" in run_tab.view(ctx, {}, "ja")[ctx.parts["progress"]]
+    assert "No run yet" in out[ctx.run.progress] and "unknown" not in out[ctx.run.progress]
+    assert "まだ実行はありません" in run_tab.view(ctx, {}, "ja")[ctx.run.progress]
 
 
 def test_the_config_panel_follows_the_run_on_screen_and_fills_in(ctx) -> None:
-    p = ctx.parts
+    p = ctx.run
     run_dir = make_run(ctx.runs_root, "i8-config", "starting", "2025-02-01T00:00:00+00:00")
-    out = run_tab.view(ctx, run_tab.attach(ctx.runs_root, "i8-config"), "en")  # Start, Watch in Run, a pick
-    assert "Run **i8\\-config**" in out[p["config_note"]] and "i8-config" in out[p["cli"]]  # Markdown-escaped
-    assert out[p["effective"]] == "(written when the run has passed its checks)"
-    follow, _, _ = run_tab.poll(ctx.runs_root, out[p["follow"]])
-    assert p["effective"] not in run_tab.view(ctx, follow, "en")  # nothing new: the panel is left alone
+    out = run_tab.view(ctx, run_tab.follow_run(ctx, "i8-config"), "en")  # Start, Watch in Run, a pick
+    assert "Run **i8\\-config**" in out[p.config_note] and "i8-config" in out[p.cli]  # Markdown-escaped
+    assert out[p.effective] == "(written when the run has passed its checks)"
+    follow, _, _ = run_tab.poll_run(ctx, out[p.follow])
+    assert p.effective not in run_tab.view(ctx, follow, "en")  # nothing new: the panel is left alone
     (run_dir / "effective_config.yaml").write_text("training:\n  max_steps: 12\n", encoding="utf-8")
-    follow, _, _ = run_tab.poll(ctx.runs_root, follow)
+    follow, _, _ = run_tab.poll_run(ctx, follow)
     out = run_tab.view(ctx, follow, "en")  # the next tick, once the run has written it
-    assert "max_steps: 12" in out[p["effective"]]
-    follow, _, _ = run_tab.poll(ctx.runs_root, out[p["follow"]])
-    assert p["effective"] not in run_tab.view(ctx, follow, "en")
+    assert "max_steps: 12" in out[p.effective]
+    follow, _, _ = run_tab.poll_run(ctx, out[p.follow])
+    assert p.effective not in run_tab.view(ctx, follow, "en")
 
 
 def test_the_progress_line_says_the_eta_is_an_estimate(ctx) -> None:
@@ -118,7 +77,7 @@ def test_the_progress_line_says_the_eta_is_an_estimate(ctx) -> None:
     make_run(ctx.runs_root, "i8-eta", "running", "2025-02-01T00:00:00+00:00", step=4, max_steps=10, **me)
     rows = [{"step": s, "elapsed": 2.0 * s} for s in (2, 4)]
     append(ctx.runs_root / "i8-eta" / "metrics.jsonl", *(json.dumps(r) for r in rows))
-    html = run_tab.view(ctx, run_tab.attach(ctx.runs_root, "i8-eta"), "en")[ctx.parts["progress"]]
+    html = run_tab.view(ctx, run_tab.follow_run(ctx, "i8-eta"), "en")[ctx.run.progress]
     assert "step 4/10" in html and "left (at the recent pace)" in html and "ETA" not in html
 
 
