@@ -92,8 +92,7 @@ def train(config: Config, run_dir: Path, *, resume: bool = False) -> int:
         trainer, stopper, recorder = build_trainer(config, checked, device, run_dir, attempt["prior_seconds"])
         st.update(run_dir, world_size=trainer.args.world_size)
         trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-        if trainer.args.world_size > 1:
-            print(f"rank 0 of {trainer.args.world_size}: {trainer.state.global_step} steps", flush=True)
+        _say_steps(trainer)
         if recorder.diverged_at is not None:
             reason = _nan_reason(recorder.diverged_at, recorder.first_logged_step)
             return _end(run_dir, st.FAILED, 1, reason=reason, log_tail=_tail(run_dir))
@@ -137,11 +136,17 @@ def other_rank(config: Config, run_dir: Path, *, resume: bool) -> int:
     checkpoint = resume_mod.last_checkpoint(run_dir) if resume else None
     trainer, stopper, _ = build_trainer(config, checked, device, run_dir)
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    print(f"rank {rank()} of {trainer.args.world_size}: {trainer.state.global_step} steps", flush=True)
+    _say_steps(trainer)
     if not stopper.requested:  # FSDP and DeepSpeed gather the weights from every rank to save them
         trainer.save_model(str(run_dir / FINAL_DIR))
     _leave_group()
     return 0
+
+
+def _say_steps(trainer: Any) -> None:
+    """In a multi-process run, each rank says how far it got (the log shows that every rank stepped)."""
+    if trainer.args.world_size > 1:
+        print(f"rank {rank()} of {trainer.args.world_size}: {trainer.state.global_step} steps", flush=True)
 
 
 def _leave_group() -> None:

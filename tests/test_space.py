@@ -1,6 +1,6 @@
 """The README's Hugging Face Space settings: the front matter a Space reads before it builds.
 
-    .venv/bin/pytest tests/test_space.py -q
+.venv/bin/pytest tests/test_space.py -q
 """
 
 from __future__ import annotations

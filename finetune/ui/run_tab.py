@@ -433,9 +433,7 @@ def config_view(ctx: Ctx, follow: dict | None, lang: str, d: dict | None) -> tup
         run_dir = ctx.runs_root / run_id
         effective_path = run_dir / "effective_config.yaml"
         text = effective_path.read_text(encoding="utf-8") if effective_path.is_file() else ""
-        cli = shlex.join(
-            ["python", "-m", "finetune", "train", str(run_dir / "config.yaml"), "--run-dir", str(run_dir)]
-        )
+        cli = shlex.join(["python", *jobs.command(run_dir)[1:]])  # the job's own argv (with accelerate)
         note = i18n.t_md(lang, "run.config_of_run", run=run_id)
         yaml_text = (run_dir / "config.yaml").read_text(encoding="utf-8")
         return note, cli, download_file(yaml_text), text or i18n.t(lang, "run.effective_pending")
