@@ -54,24 +54,6 @@ def writable_problem(folder: Path) -> str | None:
     return None
 
 
-def ephemeral(folder: Path, environ: Mapping[str, str] = os.environ) -> bool:
-    """Whether a Space keeps ``folder`` across restarts: not when it lies on the Space's own disk (the same
-    filesystem as the app), which every restart wipes; a mounted Storage Bucket is another filesystem."""
-    if environ.get("SYSTEM") != "spaces":
-        return False
-    app = Path(__file__).resolve().parent.parent
-    try:
-        return real(folder).stat().st_dev == app.stat().st_dev
-    except OSError:
-        return True
-
-
-def zero_gpu(environ: Mapping[str, str] = os.environ) -> bool:
-    """A ZeroGPU Space: a GPU is lent to one function call for about a minute, so background training
-    cannot run there (the page says so and keeps Start off)."""
-    return environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "true")
-
-
 def private_dir(path: Path) -> Path:
     """``path`` (and its parents) created, and made readable by this user only."""
     path.mkdir(parents=True, exist_ok=True)

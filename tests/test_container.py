@@ -10,15 +10,13 @@ and sends it the SIGTERM that tini passes on when `docker stop` asks.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-import httpx
 from conftest import ROOT, free_port, run_cli
+from e2e.conftest import start_app as e2e_app
 from test_jobs import wait_for
 
 from finetune import config as cfg
@@ -26,25 +24,9 @@ from finetune import runs
 
 
 def start_app(home: Path, port: int) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if k not in ("TUNEBOARD_AUTH", "SPACE_ID", "OAUTH_CLIENT_ID")}
-    env |= {"TUNEBOARD_HOME": str(home), "TUNEBOARD_CONTAINER": "1", "TUNEBOARD_SLOTS": "cpu"}
-    log = (home / f"app-{time.monotonic_ns()}.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "app.py", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-
-    def up() -> bool:
-        try:
-            return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return proc.poll() is not None  # died: stop waiting, the assertion below says so
-
-    wait_for(up, timeout=120, every=0.5)
-    assert proc.poll() is None, "the app did not start"
+    """app.py as the Dockerfile runs it (TUNEBOARD_CONTAINER=1), on one slot."""
+    log = home / f"app-{time.monotonic_ns()}.log"
+    proc, _ = e2e_app(home, log, port, TUNEBOARD_CONTAINER="1", TUNEBOARD_SLOTS="cpu")
     return proc
 
 

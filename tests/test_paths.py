@@ -159,13 +159,3 @@ def test_an_unwritable_data_directory_stops_the_app_with_the_fix(tmp_path: Path)
     )
     assert out.returncode == 1 and "(TUNEBOARD_HOME) is not writable" in out.stderr
     assert "Storage Bucket" in out.stderr and "Traceback" not in out.stderr
-
-
-def test_a_space_says_when_its_data_directory_vanishes_on_restart(tmp_path: Path) -> None:
-    app_dir = Path(__file__).resolve().parent.parent
-    assert paths.ephemeral(app_dir / "tuneboard_home", {"SYSTEM": "spaces"})  # the Space's own disk
-    assert not paths.ephemeral(app_dir / "tuneboard_home", {})  # not a Space: the owner's own disk
-    shm = Path("/dev/shm")
-    if shm.is_dir() and shm.stat().st_dev != app_dir.stat().st_dev:  # another filesystem, as a bucket is
-        assert not paths.ephemeral(shm, {"SYSTEM": "spaces"})
-    assert paths.zero_gpu({"SPACES_ZERO_GPU": "true"}) and not paths.zero_gpu({})

@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, cached_property
 from typing import Any
 
 from finetune import config as cfg
@@ -199,14 +199,16 @@ class Binder:
         scale, width = kwargs.get("scale", 1), kwargs.get("min_width", 160)
         with gr.Column(scale=scale, min_width=width, elem_classes=["tb-explained"]):
             yield
-            numbers = self.initial_numbers() if path in LIVE_PATHS else None
+            numbers = self.initial_numbers if path in LIVE_PATHS else None
             box = gr.HTML(explanation_html(path, i18n.DEFAULT_LANG, numbers), elem_classes=["tb-why"])
         self.explanations[path] = box
         if path not in LIVE_PATHS:  # a live one is redrawn with the form's numbers (hparams_tab)
             self.texts.add(box, value=lambda lang: explanation_html(path, lang))
 
+    @cached_property
     def initial_numbers(self) -> dict[str, Any] | None:
-        """The live arithmetic of the config the form starts from (None if it does not validate)."""
+        """The live arithmetic of the config the form starts from (None if it does not validate); validated
+        once, however many explanations show it."""
         try:
             return explain.numbers(cfg.from_dict(self.initial))
         except ConfigError:

@@ -105,7 +105,6 @@ def _build_length_and_batch(ctx: Ctx) -> None:
         b.field(
             "training.per_device_train_batch_size",
             gr.Slider,
-            minimum=1,
             maximum=128,
             step=1,
             fallback=lib["per_device_train_batch_size"],
@@ -113,7 +112,6 @@ def _build_length_and_batch(ctx: Ctx) -> None:
         b.field(
             "training.gradient_accumulation_steps",
             gr.Slider,
-            minimum=1,
             maximum=64,
             step=1,
             fallback=lib["gradient_accumulation_steps"],
@@ -131,7 +129,6 @@ def _build_rate_and_checkpoints(ctx: Ctx) -> None:
         b.field(
             "training.warmup_ratio",
             gr.Slider,
-            minimum=0.0,
             maximum=0.5,
             step=0.01,
             fallback=lib["warmup_ratio"],
@@ -154,8 +151,8 @@ def _build_lora(ctx: Ctx, p: HparamsParts) -> None:
     with gr.Group(visible=b.initial.get("method") != "full") as p.lora_group:
         with gr.Row():
             b.field("lora.r", gr.Slider, step=1)  # bounds: the schema's ge/le
-            b.field("lora.lora_alpha", gr.Slider, minimum=1, maximum=512, step=1)
-            b.field("lora.lora_dropout", gr.Slider, minimum=0.0, maximum=0.5, step=0.01)
+            b.field("lora.lora_alpha", gr.Slider, maximum=512, step=1)  # minimum: the schema's ge
+            b.field("lora.lora_dropout", gr.Slider, maximum=0.5, step=0.01)
         b.field("lora.target_modules", gr.Textbox, convert="names")
 
 

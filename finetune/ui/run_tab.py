@@ -78,16 +78,7 @@ def build(ctx: Ctx) -> None:
     p.progress = gr.HTML(elem_id="tb-progress")
     _build_queue(ctx, p)
     _build_plots(ctx, p)
-    p.log = ctx.texts.add(
-        gr.HTML(
-            charts.log_box([]),
-            label=i18n.t("en", "run.log"),
-            show_label=True,
-            container=True,
-            elem_id="tb-log",
-        ),
-        label="run.log",
-    )
+    p.log = log_panel(ctx, "run.log", "tb-log")
     _build_tensorboard(ctx, p)
     _build_config_panel(ctx, p)
     p.follow = gr.State({})
@@ -115,6 +106,14 @@ def _build_controls(ctx: Ctx, p: RunParts) -> None:
         p.watch = tx.add(
             gr.Dropdown([], label=i18n.t("en", "run.watch"), scale=3, elem_id="tb-watch"), label="run.watch"
         )
+
+
+def log_panel(ctx: Ctx, label: str, elem_id: str) -> gr.HTML:
+    """A run's log shown as it is (charts.log_box), its title in the page's language: Run's and Runs'."""
+    box = gr.HTML(
+        charts.log_box([]), label=i18n.t("en", label), show_label=True, container=True, elem_id=elem_id
+    )
+    return ctx.texts.add(box, label=label)
 
 
 def _build_queue(ctx: Ctx, p: RunParts) -> None:

@@ -102,16 +102,7 @@ def _build_log_and_config(ctx: Ctx, p: RunsParts) -> None:
     """The first open run's log and config.yaml, side by side."""
     tx = ctx.texts
     with gr.Row(equal_height=False):
-        p.log = tx.add(
-            gr.HTML(
-                charts.log_box([]),
-                label=i18n.t("en", "runs.log"),
-                show_label=True,
-                container=True,
-                elem_id="tb-runs-log",
-            ),
-            label="runs.log",
-        )
+        p.log = run_tab.log_panel(ctx, "runs.log", "tb-runs-log")
         p.config = tx.add(
             gr.Code(
                 language="yaml", label=i18n.t("en", "runs.config"), lines=12, max_lines=20, interactive=False
