@@ -42,7 +42,7 @@ def launch_kwargs(home: Path, blocks: Any, login: Login | None = None) -> dict[s
     from starlette.middleware import Middleware
 
     from finetune import runs, uploads
-    from finetune.ui import auth, gate, tensorboard
+    from finetune.ui import auth, gate, i18n, tensorboard
 
     login = login or auth.Login()
     _check_cache(home)
@@ -55,6 +55,7 @@ def launch_kwargs(home: Path, blocks: Any, login: Login | None = None) -> dict[s
             font=["Inter", "Noto Sans JP", "IPAPGothic", "ui-sans-serif", "sans-serif"],
         ),
         "css_paths": [UI_DIR / "style.css"],
+        "i18n": gr.I18n(**{lang: texts["dictionary"] for lang, texts in i18n.gradio_texts().items()}),
         "app_kwargs": {
             "routes": [*routes, *tensorboard.routes(runs.runs_root(home), blocks)],
             "middleware": middleware,

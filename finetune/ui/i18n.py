@@ -44,6 +44,13 @@ def pick_lang(value: str | None, accept_language: str | None = None) -> str:
     return DEFAULT_LANG
 
 
+@cache
+def gradio_texts() -> dict[str, Any]:
+    """Gradio's own texts that its dictionaries leave in English (locales/gradio.yaml), per language: for
+    ``launch(i18n=gr.I18n(**gradio_texts()))`` and the status tracker's fixed words in locale.js."""
+    return yaml.safe_load((LOCALES_DIR / "gradio.yaml").read_text(encoding="utf-8"))
+
+
 def _lookup(lang: str, key: str) -> Any:
     node: Any = catalog(lang)
     for part in key.split("."):

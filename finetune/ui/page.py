@@ -12,6 +12,7 @@ page load does (pick the language, check the form, attach to the newest live run
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,11 @@ from finetune.ui.context import Ctx, commits, merge, problems_of
 
 DEMO = Path(__file__).resolve().parent.parent.parent / "presets" / "demo.yaml"
 DEMO_DATA = cfg.DatasetConfig().path  # what an unset dataset.path means
-LOCALE_JS = (Path(__file__).resolve().parent / "locale.js").read_text(encoding="utf-8")
+LOCALE_JS = (
+    (Path(__file__).resolve().parent / "locale.js")
+    .read_text(encoding="utf-8")
+    .replace("__TRACKER__", json.dumps({lang: t["tracker"] for lang, t in i18n.gradio_texts().items()}), 1)
+)
 SECTIONS = [
     ("dataset", dataset_tab),
     ("model", template_tab),

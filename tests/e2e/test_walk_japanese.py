@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import csv
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -49,10 +51,22 @@ CHART_TEXT = """() => [...document.querySelectorAll(
 
 
 @pytest.fixture(scope="module")
-def page(browser, tmp_path_factory: pytest.TempPathFactory):
-    with running_app(tmp_path_factory, "ja") as (url, _), opened(browser, url) as page:
+def url(tmp_path_factory: pytest.TempPathFactory):
+    with running_app(tmp_path_factory, "ja") as (url, _):
+        yield url
+
+
+@contextmanager
+def in_japanese(browser, url: str) -> Iterator[Page]:
+    with opened(browser, url) as page:
         page.get_by_label("日本語").check()
         expect(page.locator("#tb-tab-dataset-button")).to_contain_text("データセット")
+        yield page
+
+
+@pytest.fixture(scope="module")
+def page(browser, url: str):
+    with in_japanese(browser, url) as page:
         yield page
 
 
@@ -65,12 +79,17 @@ def english_in(page: Page) -> list[str]:
     return found + [f"chart: {t}" for t in labels if t.strip() and t not in METRICS]
 
 
-def test_every_section_reads_in_japanese(page: Page, tmp_path: Path, shot) -> None:
-    faq = tmp_path / "faq.csv"
+def faq_table(folder: Path, records: int = 30) -> Path:
+    faq = folder / "faq.csv"
     with faq.open("w", encoding="utf-8", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["question", "answer"])
-        writer.writerows([[f"質問 {i} です", f"回答 {i} です"] for i in range(30)])
+        writer.writerows([[f"質問 {i} です", f"回答 {i} です"] for i in range(records)])
+    return faq
+
+
+def test_every_section_reads_in_japanese(page: Page, tmp_path: Path, shot) -> None:
+    faq = faq_table(tmp_path)
     seen: dict[str, list[str]] = {}
 
     def look(where: str) -> None:
@@ -106,6 +125,33 @@ def test_every_section_reads_in_japanese(page: Page, tmp_path: Path, shot) -> No
     expect(page.locator("footer")).to_contain_text("Gradioで作成")
     shot(page, "walk-13-japanese-runs")
     assert {where: found for where, found in seen.items() if found} == {}
+
+
+STATUS_TEXTS = """() => { window.tbStatusTexts = [];
+  new MutationObserver((changes) => { for (const change of changes) {
+    const el = change.type === "characterData" ? change.target.parentElement : change.target;
+    const where = el?.closest?.('[data-testid="status-tracker"], [role="status"]');
+    if (where) window.tbStatusTexts.push(where.textContent.trim());
+  } }).observe(document.body, { subtree: true, childList: true, characterData: true }); }"""
+
+
+def test_gradio_queue_and_progress_words_in_japanese(browser, url: str, tmp_path: Path) -> None:
+    """Two people upload a 1,000-record table at once: the second waits in Gradio's queue. Gradio's queue
+    and progress words (the overlay's "queue: 1/1 |", "processing |", the announced "In queue: 1 of 1",
+    "Complete") are Japanese on both pages (locales/gradio.yaml, locale.js)."""
+    faq = faq_table(tmp_path, records=1000)
+    with in_japanese(browser, url) as first, in_japanese(browser, url) as second:
+        for page in (first, second):
+            page.evaluate(STATUS_TEXTS)
+            page.get_by_label("ファイルをアップロード").check()
+        for page in (first, second):
+            page.locator("#tb-upload input[type=file]").set_input_files(str(faq))
+        for page in (first, second):
+            expect(page.get_by_text("学習レコード")).to_contain_text("1000", timeout=120_000)
+        texts = {text for page in (first, second) for text in page.evaluate("window.tbStatusTexts")}
+    assert any(text.startswith("待ち:") for text in texts), texts  # someone did wait in the queue
+    assert any(text.startswith("処理中 |") for text in texts), texts
+    assert [text for text in texts if re.search(r"[A-Za-z]{2,}", text)] == []
 
 
 def test_learning_rate_and_accumulation_explained_with_the_current_numbers(page: Page, shot) -> None:

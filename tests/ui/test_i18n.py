@@ -5,9 +5,14 @@
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
 import string
+import subprocess
+from pathlib import Path
 
+import gradio
 import pytest
 
 from finetune.ui import i18n
@@ -114,3 +119,37 @@ def test_every_bundled_preset_has_a_japanese_name_and_description() -> None:
             japanese = i18n.preset_text("ja", "hparams", name, part)
             assert english == presets.load("hparams", name)[part]  # English is the preset file's own
             assert japanese != english and re.search(r"[\u3040-\u30ff\u4e00-\u9fff]", japanese), (name, part)
+
+
+NOT_ON_THE_PAGE = ("image_editor", "audio", "image")  # Gradio components this page does not use
+ASSETS = Path(gradio.__file__).parent / "templates" / "frontend" / "assets"
+READ_JA = """import(process.argv[1]).then((m) => {
+  const out = [];
+  const walk = (o, p) => {
+    for (const [k, v] of Object.entries(o)) typeof v === "object" ? walk(v, p + k + ".") : out.push(p + k);
+  };
+  walk(m.default, "");
+  console.log(JSON.stringify(out));
+});"""
+
+
+def test_gradio_keys_its_japanese_dictionary_lacks_are_translated() -> None:
+    """Every key Gradio's frontend asks its dictionary for (i18n(`section.key`) in its assets) that its own
+    Japanese dictionary lacks is in locales/gradio.yaml, with the same placeholders as Gradio's English.
+    Fails on a Gradio upgrade that adds an untranslated key; the dictionary is read by the machine's Node.js,
+    since it is a JavaScript module."""
+    node = shutil.which("node")
+    assert node, "Node.js is needed to read Gradio's Japanese dictionary (Debian's nodejs package)"
+    (ja_module,) = ASSETS.glob("ja-*.js")
+    read = subprocess.run([node, "-e", READ_JA, ja_module.as_uri()], capture_output=True, text=True)
+    assert read.returncode == 0, read.stderr
+    gradio_ja = set(json.loads(read.stdout))
+    sources = "".join(p.read_text(encoding="utf-8") for p in ASSETS.glob("*.js"))
+    asked = set(re.findall(r"i18n\(`([a-z_]+\.[a-z_.]+)`\)", sources))
+    lacking = {key for key in asked - gradio_ja if key.split(".")[0] not in NOT_ON_THE_PAGE}
+    ours = dict(flat(i18n.gradio_texts()["ja"]["dictionary"]))
+    assert "status.queue_position" in lacking  # the one that showed: "In queue: 1 of 2" on a Japanese page
+    assert sorted(lacking - ours.keys()) == []
+    english = {key: re.search(rf"[,{{]{key.split('.')[-1]}:`([^`]*)`", sources) for key in ours}
+    for key, text in ours.items():
+        assert english[key] and placeholders(english[key].group(1)) == placeholders(text), key
