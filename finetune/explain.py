@@ -56,6 +56,7 @@ LIVE_INPUTS = {  # what the live lines are computed from (the page recomputes th
     "accumulation": "training.gradient_accumulation_steps",
     "r": "lora.r",
     "alpha": "lora.lora_alpha",
+    "devices": "launch.num_processes",
 }
 
 
@@ -67,12 +68,13 @@ def arithmetic(batch: int, accumulation: int, r: int, alpha: int, devices: int =
             "r": r, "alpha": alpha, "scale": scale}  # fmt: skip
 
 
-def numbers(config: cfg.Config, devices: int = 1) -> dict[str, Any]:
-    """:func:`arithmetic` of a config: its values, else the library defaults a run would get."""
+def numbers(config: cfg.Config) -> dict[str, Any]:
+    """:func:`arithmetic` of a config: its values, else the library defaults a run would get; one device per
+    training process (launch.num_processes)."""
     lib, t = cfg.library_defaults(), config.training
     batch = t.per_device_train_batch_size or lib["per_device_train_batch_size"]
     accumulation = t.gradient_accumulation_steps or lib["gradient_accumulation_steps"]
-    return arithmetic(batch, accumulation, config.lora.r, config.lora.lora_alpha, devices)
+    return arithmetic(batch, accumulation, config.lora.r, config.lora.lora_alpha, config.launch.num_processes)
 
 
 def paragraphs(config: cfg.Config, lang: str = "en", paths: list[str] | None = None) -> list[str]:

@@ -86,25 +86,19 @@ def command(run_dir: Path, *, resume: bool = False) -> list[str]:
     process (each process runs the same command; RANK tells them apart)."""
     train = ["-m", "finetune", "train", str(run_dir / rundir.CONFIG), "--run-dir", str(run_dir)]
     train += ["--resume"] if resume else []
-    launch = launch_settings(run_dir)
+    return [sys.executable, *launcher(launch_settings(run_dir), run_dir / rundir.LAUNCH), *train]
+
+
+def launcher(launch: LaunchConfig | None, config_file: Path | str) -> list[str]:
+    """What goes between ``python`` and ``-m finetune train``: nothing for one process, else ``-m
+    accelerate.commands.launch`` with the accelerate ``config_file`` and the launch section's numbers."""
     if launch is None or not launch.distributed:
-        return [sys.executable, *train]
-    accelerate = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--config_file",
-        str(run_dir / rundir.LAUNCH),
-    ]
-    accelerate += ["--num_processes", str(launch.num_processes), "--num_machines", str(launch.num_machines)]
-    accelerate += [
-        "--machine_rank",
-        str(launch.machine_rank),
-        "--main_process_port",
-        str(launch.main_process_port),
-    ]
-    accelerate += ["--main_process_ip", launch.main_process_ip] if launch.main_process_ip else []
-    return [*accelerate, *train]
+        return []
+    argv = ["-m", "accelerate.commands.launch", "--config_file", str(config_file)]
+    argv += ["--num_processes", str(launch.num_processes), "--num_machines", str(launch.num_machines)]
+    argv += ["--machine_rank", str(launch.machine_rank), "--main_process_port", str(launch.main_process_port)]
+    argv += ["--main_process_ip", launch.main_process_ip] if launch.main_process_ip else []
+    return argv
 
 
 def launch_settings(run_dir: Path) -> LaunchConfig | None:

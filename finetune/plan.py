@@ -197,7 +197,7 @@ def report(config: Any, checked: Any = None) -> dict[str, Any]:
         },
         "template": checked.template.id if checked.template else None,
         "new_tokens": [checked.tokenizer.convert_ids_to_tokens(i) for i in checked.token_changes.new_ids],
-        "steps": steps_from_args(checked.dataset.n_train, args),
+        "steps": steps_from_args(checked.dataset.n_train, args, config.launch.num_processes),
         "memory": memory_estimate(config, device, args, checked),
         "warnings": warnings,
     }

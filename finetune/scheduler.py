@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from finetune import config as cfg
-from finetune import jobs, plan, preflight, rundir
+from finetune import hosting, jobs, plan, preflight, rundir
 from finetune import status as st
 from finetune.config import Config
 from finetune.errors import TuneboardError
@@ -118,6 +118,7 @@ def queue(root: str | Path) -> list[str]:
 def submit(config: Config, root: str | Path, *, check: bool = True) -> Path:
     """Validate ``config``, create its run directory, queue it and start it if a slot is free."""
     root = Path(root)
+    hosting.check_can_train()
     run_dir = jobs.create(config, root, check=check)
     with _locked(root):
         _write_order(root, _read_order(root))  # the new run joins at the end
@@ -134,6 +135,7 @@ def resume(run_dir: str | Path) -> dict[str, Any]:
     run_dir = Path(run_dir)
     if not (run_dir / "status.json").is_file():
         raise jobs.JobError(f"{run_dir} is not a run directory (it has no status.json)")
+    hosting.check_can_train()
     current = jobs.reconcile(run_dir)
     state = current.get("state")
     if state not in st.RESUMABLE_STATES:

@@ -6,9 +6,13 @@ built locally by finetune.builtin through the same loading code that training us
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -70,3 +74,25 @@ def run_cli(
         text=True,
         timeout=timeout,
     )
+
+
+OAUTH_SECRET = "space-oauth-secret"
+SPACE_OAUTH = {  # what a Space with hf_oauth: true sets (SPACE_ID's owner is the one let in by default)
+    "SYSTEM": "spaces",
+    "SPACE_ID": "ada/tuneboard",
+    "SPACE_AUTHOR_NAME": "ada",
+    "OAUTH_CLIENT_ID": "client-id",
+    "OAUTH_CLIENT_SECRET": OAUTH_SECRET,
+    "OAUTH_SCOPES": "openid profile",
+    "OPENID_PROVIDER_URL": "https://huggingface.co",
+}
+
+
+def session_cookie(username: str, expires_in: float = 3600, secret: str = OAUTH_SECRET) -> str:
+    """What Gradio's OAuth callback stores, signed as starlette's SessionMiddleware does with gradio's key."""
+    import itsdangerous
+
+    key = hashlib.sha256((secret + "-v4").encode()).hexdigest()  # gradio/oauth.py attach_oauth
+    info = {"userinfo": {"preferred_username": username}, "expires_at": int(time.time() + expires_in)}
+    data = base64.b64encode(json.dumps({"oauth_info": info}).encode())
+    return itsdangerous.TimestampSigner(key).sign(data).decode()

@@ -117,18 +117,29 @@ def hf_user_check(
     ``orgs`` (the userinfo's ``orgs``: a team Space's members), else None."""
 
     def user(request: Request) -> str | None:
-        session = request.scope.get("session") or {}  # set by the OAuth session middleware
-        info = session.get("oauth_info") or {}
-        if info.get("expires_at") is not None and info["expires_at"] < time.time():
-            return None
-        userinfo = info.get("userinfo") or {}
-        name = userinfo.get("preferred_username")
-        if not isinstance(name, str):
+        userinfo = hf_userinfo(request)
+        name = hf_name(request)
+        if name is None:
             return None
         member_of = {str(o.get("preferred_username", "")).casefold() for o in userinfo.get("orgs") or []}
         return name if name.casefold() in users or member_of & orgs else None
 
     return user
+
+
+def hf_userinfo(request: Request) -> dict[str, Any]:
+    """The Hugging Face userinfo of the session's sign-in, if it has not expired (else {})."""
+    session = request.scope.get("session") or {}  # set by the OAuth session middleware
+    info = session.get("oauth_info") or {}
+    if info.get("expires_at") is not None and info["expires_at"] < time.time():
+        return {}
+    return info.get("userinfo") or {}
+
+
+def hf_name(request: Request) -> str | None:
+    """Who is signed in to Hugging Face in this session, allowed here or not."""
+    name = hf_userinfo(request).get("preferred_username")
+    return name if isinstance(name, str) else None
 
 
 async def allowed(app: Any, request: Request) -> bool:

@@ -17,6 +17,7 @@ answers 429 while the client or the account must wait, before Gradio checks the 
 
 from __future__ import annotations
 
+import html
 import logging
 import os
 import re
@@ -27,16 +28,16 @@ from urllib.parse import quote
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse
 
-from finetune.ui import auth
+from finetune.ui import auth, i18n
 from finetune.ui.throttle import Throttle, keys_for, retry_after
 
 # What the login page loads before anyone has signed in (seen in chromium): Gradio's bundle, theme, icon.
 STATIC = re.compile(r"/(assets|static)/.*|/theme\.css|/favicon\.ico")
 LOGIN_PAGE = {
     "password": re.compile(r"/|/login/?"),  # Gradio draws its login form at / until the cookie is set
-    "huggingface": re.compile(r"/login/(huggingface|callback)"),
+    "huggingface": re.compile(r"/login/(huggingface|callback)|/logout"),  # /logout only ends the session
 }
 # launch() calls this on itself, without a cookie, before it returns; afterwards it only answers "false".
 SELF_CALL = "/gradio_api/startup-events"
@@ -79,6 +80,8 @@ class Gate:
         """None to let the request through, else the response that refuses it."""
         if not self.is_public(scope, path) and not await auth.allowed(scope.get("app"), Request(scope)):
             if self.login == "huggingface" and scope.get("method") == "GET" and _wants_html(scope):
+                if name := auth.hf_name(Request(scope)):  # signing in again would only loop back here
+                    return _not_on_the_list(name, Request(scope).headers.get("accept-language"))
                 return RedirectResponse(f"/login/huggingface?_target_url={quote(path)}", status_code=302)
             return JSONResponse({"detail": "Not authenticated: sign in first"}, status_code=401)
         match = FILE_ROUTE.fullmatch(path)
@@ -123,6 +126,16 @@ class Gate:
             return False
         written = Path(os.path.abspath(requested))  # how Gradio's file route reads it (relative to cwd)
         return written.is_relative_to(self.home) and written.resolve().is_relative_to(self.home)
+
+
+def _not_on_the_list(name: str, accept_language: str | None) -> HTMLResponse:
+    """403 for someone signed in to Hugging Face whom this Space does not let in: who, why, and a way out."""
+    lang = i18n.pick_lang(None, accept_language)
+    text = html.escape(i18n.t(lang, "app.not_allowed", user=name))
+    sign_out = html.escape(i18n.t(lang, "app.sign_out"))
+    head = "<!doctype html><meta charset='utf-8'><title>Tuneboard</title>"
+    body = f"{head}<p>{text}</p><p><a href='/logout'>{sign_out}</a></p>"
+    return HTMLResponse(body, status_code=403)
 
 
 def _wants_html(scope: dict) -> bool:

@@ -314,7 +314,9 @@ def arithmetic(s: dict[str, Any], lang: str) -> list[str]:
     r = plan.rounding(steps)
     n = {
         "records": f"{s['records']:,}",
-        "batch": s["batch_size"] * s["devices"],
+        "batch": i18n.t(lang, "hparams.batch_times_processes", batch=s["batch_size"], n=s["devices"])
+        if s["devices"] > 1
+        else s["batch_size"],
         "per_epoch": f"{s['micro_batches_per_epoch']:,}",
         "accum": s["grad_accum"],
         "updates": f"{s['updates_per_epoch']:,}",

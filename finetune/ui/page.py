@@ -20,7 +20,7 @@ from typing import Any
 import gradio as gr
 
 from finetune import config as cfg
-from finetune import explain, paths
+from finetune import explain, hosting, paths
 from finetune.ui import (
     charts,
     dataset_tab,
@@ -88,6 +88,7 @@ def build_with_ctx(home: Path, access: paths.Access | None = None) -> tuple[gr.B
     with gr.Blocks(title="Tuneboard", delete_cache=CACHE_CLEANING) as demo:
         _build_states(ctx)
         _build_header(ctx)
+        _build_storage_note(ctx)
         ctx.banner = gr.HTML(elem_id="tb-banner")
         _build_sections(ctx)
         _build_glossary(ctx)
@@ -130,6 +131,13 @@ def _build_header(ctx: Ctx) -> None:
             scale=0,
             min_width=220,
         )
+
+
+def _build_storage_note(ctx: Ctx) -> None:
+    """On a Space whose data directory is on its own disk: runs vanish on restart, and how to keep them."""
+    if hosting.ephemeral(ctx.home):
+        note = lambda lang: i18n.t_md(lang, "app.ephemeral", home=str(ctx.home.resolve()))  # noqa: E731
+        ctx.texts.add(gr.Markdown(note("en"), elem_id="tb-ephemeral", elem_classes=["tb-warn"]), value=note)
 
 
 def _build_sections(ctx: Ctx) -> None:

@@ -17,7 +17,7 @@ from collections import Counter, OrderedDict
 from typing import Any
 
 from finetune import config as cfg
-from finetune import data, effective, plan, preflight, templates, tokens
+from finetune import data, effective, model, plan, preflight, templates, tokens
 
 _LOCK = threading.Lock()  # guards _CACHE and _BUILDING; never held while something is built
 _CACHE: OrderedDict[str, Any] = OrderedDict()
@@ -88,6 +88,8 @@ def analyze(config: cfg.Config) -> dict[str, Any]:
     model_type, vocab (before/after), specials, warnings, device. Raises a TuneboardError.
     Hyperparameters are :func:`summary`'s: cheap, so computed on every change.
     """
+    if config.launch.distributed:  # launch is not in the cache key (it changes no data): checked every time
+        preflight.check_launch(config.launch, model.detect_device())
     return dict(_cached("analysis:" + key_of(config), lambda: _analyze(config)))
 
 
@@ -271,7 +273,7 @@ def summary(config: cfg.Config, records: int) -> dict[str, Any]:
     args = effective.training_args(
         config, effective.RUN_DIR_PLACEHOLDER, cuda=cuda, bf16_ok=bf16_ok, has_eval=has_eval
     )
-    steps = plan.steps_from_args(records, args)
+    steps = plan.steps_from_args(records, args, config.launch.num_processes)
     memory = None
     if device is not None:
         memory_key = "memory:" + json.dumps(

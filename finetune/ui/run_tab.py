@@ -19,7 +19,7 @@ from typing import Any
 
 import gradio as gr
 
-from finetune import effective, jobs, runs, scheduler
+from finetune import effective, hosting, jobs, runs, scheduler
 from finetune import status as st
 from finetune.config import dump_yaml
 from finetune.ui import charts, i18n
@@ -74,6 +74,7 @@ class RunParts:
 
 def build(ctx: Ctx) -> None:
     p = ctx.run = RunParts()
+    _build_launch(ctx)
     _build_controls(ctx, p)
     p.progress = gr.HTML(elem_id="tb-progress")
     _build_queue(ctx, p)
@@ -85,12 +86,43 @@ def build(ctx: Ctx) -> None:
     p.timer = gr.Timer(1.0, active=False)
 
 
+def _build_launch(ctx: Ctx) -> None:
+    """How many processes (GPUs) the run takes and how they share the model, beside what this machine has;
+    on ZeroGPU hardware, why Start is off."""
+    b, tx = ctx.binder, ctx.texts
+    with gr.Row(equal_height=True, elem_id="tb-launch"):
+        b.field("launch.num_processes", gr.Number, convert="int", precision=0, scale=1, min_width=200)
+        b.field("launch.strategy", gr.Dropdown, scale=1, min_width=200)
+        tx.add(gr.Markdown(machine_note("en"), elem_id="tb-machine"), value=machine_note)
+    if hosting.zero_gpu():
+        tx.add(gr.Markdown(zero_gpu_note("en"), elem_id="tb-zero-gpu", elem_classes=["tb-warn"]),
+               value=zero_gpu_note)  # fmt: skip
+
+
+def machine_note(lang: str) -> str:
+    """The device slots the queue hands out: the visible GPUs, else the CPU."""
+    found = [slot for slot in scheduler.slots() if slot != "cpu"]
+    if not found:
+        return i18n.t(lang, "run.machine_cpu")
+    return i18n.t(lang, "run.machine_gpus", n=len(found), ids=", ".join(found))
+
+
+def zero_gpu_note(lang: str) -> str:
+    return i18n.t(lang, "run.zero_gpu", hardware=hosting.GPU_HARDWARE)
+
+
 def _build_controls(ctx: Ctx, p: RunParts) -> None:
     """Start, Stop and Resume, and the Watch dropdown that picks the run on screen."""
     tx = ctx.texts
     with gr.Row(equal_height=True):
         p.start = tx.add(
-            gr.Button(i18n.t("en", "run.start"), variant="primary", scale=2, elem_id="tb-start"),
+            gr.Button(
+                i18n.t("en", "run.start"),
+                variant="primary",
+                scale=2,
+                interactive=not hosting.zero_gpu(),  # no background run there (zero_gpu_note)
+                elem_id="tb-start",
+            ),
             value="run.start",
         )
         p.stop = tx.add(
@@ -446,5 +478,8 @@ def config_view(ctx: Ctx, follow: dict | None, lang: str, d: dict | None) -> tup
         text = dump_yaml(effective.as_yaml_dict(rows))
     except Exception:  # noqa: BLE001 - invalid trainer arguments: the banner already says why
         text = ""
-    cli = "python -m finetune train config.yaml"
+    preset = f"presets/launch/{config.launch.strategy}.yaml"  # what the run directory's launch.yaml copies
+    cli = shlex.join(
+        ["python", *jobs.launcher(config.launch, preset), "-m", "finetune", "train", "config.yaml"]
+    )
     return i18n.t(lang, "run.config_of_form"), cli, download_file(config.to_yaml()), text

@@ -73,7 +73,7 @@ def start_app(
             stdin=subprocess.DEVNULL,
         )
     url = f"http://127.0.0.1:{port}/"
-    wait_until_up(url, proc, log)
+    wait_until_up(url + "healthz", proc, log)  # answers without a login, so a Space-like app counts too
     return proc, url
 
 

@@ -104,6 +104,41 @@ def test_opens_ready_to_train_the_demo(page: Page, shot) -> None:
     expect(page.locator("#tb-histogram svg")).to_be_visible()
     expect(page.locator("#tb-histogram")).to_contain_text("max_length 256")
     expect(page.locator("#tb-banner")).to_be_empty()
+    expect(page.locator("#tb-ephemeral")).to_have_count(0)  # not a Space: the data directory is the user's
+    expect(page.locator("#tb-zero-gpu")).to_have_count(0)
+
+
+def test_more_processes_show_the_accelerate_command_and_fewer_steps(page: Page, shot) -> None:
+    """Issue 10: the Run section sets how many processes (GPUs) a run takes; before any run the config panel
+    shows the exact launcher command the job will run, and the step arithmetic counts every process."""
+    open_tab(page, "hparams")
+    before = steps_shown(page)
+    open_tab(page, "run")
+    expect(page.locator("#tb-machine")).to_contain_text("This machine: no GPU")
+    processes = page.get_by_role("spinbutton", name="Processes (GPUs)")
+    processes.fill("2")
+    processes.press("Enter")
+    page.locator("#tb-config-accordion").click()
+    cli = page.locator("#tb-cli input, #tb-cli textarea").first
+    expect(cli).to_have_value(
+        "python -m accelerate.commands.launch --config_file presets/launch/ddp.yaml --num_processes 2 "
+        "--num_machines 1 --machine_rank 0 --main_process_port 29500 -m finetune train config.yaml"
+    )
+    open_tab(page, "hparams")
+    expect(page.locator("#tb-steps-explain")).to_contain_text("300 records / batch (8 × 2 processes) = 18.75")
+    assert steps_shown(page) == -(-before // 2)  # each step takes a batch on every process
+    open_tab(page, "run")
+    page.get_by_label("Strategy").click()
+    page.get_by_role("option", name="fsdp", exact=True).click()
+    expect(page.locator("#tb-banner")).to_contain_text("needs CUDA")  # refused before Start, named
+    shot(page, "issue10-two-processes")
+    page.get_by_label("Strategy").click()
+    page.get_by_role("option", name="ddp", exact=True).click()
+    processes.fill("1")
+    processes.press("Enter")
+    expect(cli).to_have_value("python -m finetune train config.yaml")
+    page.locator("#tb-config-accordion").click()  # folded again, as the next tests expect
+    expect(page.locator("#tb-banner")).to_be_empty()
 
 
 def test_start_on_the_defaults_finishes_on_a_cpu(page: Page, shot, app_home: Path) -> None:

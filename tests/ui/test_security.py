@@ -10,10 +10,7 @@ are the routes of the FastAPI app Gradio builds with the same launch settings, w
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import http.client
-import json
 import os
 import re
 import socket
@@ -23,9 +20,8 @@ import time
 from pathlib import Path
 
 import httpx
-import itsdangerous
 import pytest
-from conftest import free_port
+from conftest import SPACE_OAUTH, free_port, session_cookie
 
 from finetune.ui import dataset_tab
 from finetune.uploads import UploadError
@@ -34,11 +30,11 @@ from ui.conftest import placeholder_page
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
 PASSWORD = "correct horse battery staple"
-OAUTH_SECRET = "space-oauth-secret"
 STATIC = {"/assets/x", "/static/x", "/theme.css", "/favicon.ico"}
 PUBLIC = {  # what each login leaves open: the login page and what draws it (finetune/ui/gate.py)
     "password": STATIC | {"/", "/login", "/login/", "/gradio_api/startup-events"},
-    "huggingface": STATIC | {"/login/huggingface", "/login/callback", "/gradio_api/startup-events"},
+    "huggingface": STATIC
+    | {"/login/huggingface", "/login/callback", "/logout", "/gradio_api/startup-events"},
 }
 
 
@@ -111,15 +107,7 @@ def apps(tmp_path_factory: pytest.TempPathFactory, tiny_llama: str):
     )
     space = App(
         space_tmp,
-        {
-            "SYSTEM": "spaces",
-            "SPACE_ID": "ada/tuneboard",
-            "SPACE_AUTHOR_NAME": "ada",
-            "OAUTH_CLIENT_ID": "client-id",
-            "OAUTH_CLIENT_SECRET": OAUTH_SECRET,
-            "OAUTH_SCOPES": "openid profile",
-            "OPENID_PROVIDER_URL": "https://huggingface.co",
-        },
+        SPACE_OAUTH,
     )
     try:
         password.wait_up()
@@ -138,14 +126,6 @@ def ada(apps) -> httpx.Client:
         assert client.post("/login", data={"username": "ada", "password": "wrong"}).status_code == 400
         assert client.post("/login", data={"username": "ada", "password": PASSWORD}).status_code == 200
         yield client
-
-
-def session_cookie(username: str, expires_in: float = 3600, secret: str = OAUTH_SECRET) -> str:
-    """What Gradio's OAuth callback stores, signed as starlette's SessionMiddleware does with gradio's key."""
-    key = hashlib.sha256((secret + "-v4").encode()).hexdigest()  # gradio/oauth.py attach_oauth
-    info = {"userinfo": {"preferred_username": username}, "expires_at": int(time.time() + expires_in)}
-    data = base64.b64encode(json.dumps({"oauth_info": info}).encode())
-    return itsdangerous.TimestampSigner(key).sign(data).decode()
 
 
 # ---- the route table ------------------------------------------------------------------------------
@@ -245,6 +225,20 @@ def test_space_oauth_lets_in_only_the_listed_users(apps) -> None:
     assert tensorboard.status_code == 200
     browser = httpx.get(url + "/", headers={"accept": "text/html"}, timeout=30)
     assert browser.status_code == 302 and browser.headers["location"].startswith("/login/huggingface")
+    # Signed in but not listed: signing in again would only come back here, so the page says who and why.
+    stranger = httpx.get(
+        url + "/",
+        headers={"accept": "text/html", "accept-language": "ja,en;q=0.8"},
+        cookies={"session": session_cookie("mallory")},
+        timeout=30,
+    )
+    assert (
+        stranger.status_code == 403 and "mallory" in stranger.text and "TUNEBOARD_HF_USERS" in stranger.text
+    )
+    assert "サインアウト" in stranger.text and "href='/logout'" in stranger.text
+    assert "tb-title" not in stranger.text
+    signed_out = httpx.get(url + "/logout", cookies={"session": session_cookie("mallory")}, timeout=30)
+    assert signed_out.status_code in (302, 307) and "session=null" in signed_out.headers.get("set-cookie", "")
 
 
 # ---- files ----------------------------------------------------------------------------------------
