@@ -8,6 +8,8 @@
     python -m finetune start CONFIG.yaml [--home DIR]      # queue a background job (as Start in the page)
     python -m finetune stop | cancel | resume | check RUN_DIR
     python -m finetune queue | supervise | runs [--home DIR]
+    python -m finetune chat RUN_DIR [--checkpoint N] [--base] [--prompt TEXT] [--generation.key VALUE ...]
+    python -m finetune check-stops RUN_DIR [--checkpoint N] [--json]
 
 Overrides use the config's dotted keys: ``--training.learning_rate 1e-4 --dataset.path data.csv``.
 Bad input (any finetune.errors.TuneboardError) exits with status 2 and one message per problem, naming the
@@ -48,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     _config_parsers(sub, fmt)
     _tool_parsers(sub)
     _job_parsers(sub)
+    _after_parsers(sub)
     return parser
 
 
@@ -130,6 +133,18 @@ def _job_parsers(sub: argparse._SubParsersAction) -> None:
         sub.add_parser(name, help=text).add_argument("--home", **home)
 
 
+def _after_parsers(sub: argparse._SubParsersAction) -> None:
+    """What to do with a trained run (finetune/inference.py, finetune/stops.py)."""
+    chat = sub.add_parser("chat", help="talk to a run's model (streamed; each line of stdin is a turn)")
+    check = sub.add_parser("check-stops", help="does the tuned model end its answers? writes stops.json")
+    for verb in (chat, check):
+        verb.add_argument("run_dir", type=Path)
+        verb.add_argument("--checkpoint", type=int, help="a complete checkpoint-N instead of final/")
+    chat.add_argument("--base", action="store_true", help="the base model, with the run's template")
+    chat.add_argument("--prompt", help="one message, answered, then exit (else read turns from stdin)")
+    check.add_argument("--json", action="store_true", help="print stops.json")
+
+
 def main(argv: list[str] | None = None) -> int:
     args, rest = build_parser().parse_known_args(argv)
     if rest and args.command not in TAKES_OVERRIDES:
@@ -141,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
 
 
-TAKES_OVERRIDES = ("train", "plan", "tokens")
+TAKES_OVERRIDES = ("train", "plan", "tokens", "chat")
 
 
 def _load(args: argparse.Namespace, rest: list[str]) -> cfg.Config:
@@ -277,6 +292,49 @@ def _cell(text: str) -> str:
     return text.replace("|", "/").replace("\n", " ")
 
 
+def cmd_chat(args: argparse.Namespace, rest: list[str]) -> int:
+    """Each turn's answer streamed to stdout; how it ended and how fast, to stderr. ``/reset`` forgets."""
+    from finetune import inference
+
+    loaded = inference.load(args.run_dir.resolve(), checkpoint=args.checkpoint, base=args.base)
+    settings = cfg.generation_settings(loaded.config.generation, rest)
+    print(f"{args.run_dir.name} · {loaded.weights} · {loaded.device}", file=sys.stderr)
+    turns = [args.prompt] if args.prompt is not None else (line.rstrip("\n") for line in sys.stdin)
+    history: list[dict[str, str]] = []
+    for text in turns:
+        if text.strip() == "/reset":
+            history = []
+            continue
+        if loaded.config.task == "classification":
+            print("  ".join(f"{name} {p:.3f}" for name, p in inference.classify(loaded, text)), flush=True)
+            continue
+        history.append({"role": "user", "content": text})
+        reply = _stream_reply(inference.stream(loaded, history if loaded.template else text, settings))
+        history.append({"role": "assistant", "content": reply.text})
+    return 0
+
+
+def _stream_reply(pieces) -> object:
+    reply = None
+    for piece in pieces:
+        if isinstance(piece, str):
+            print(piece, end="", flush=True)
+        else:
+            reply = piece
+    first = f"{reply.first_token_seconds:.2f} s" if reply.first_token_seconds is not None else "-"
+    end = "stopped at the end of turn" if reply.stopped else "cut at max_new_tokens"
+    print(f"\n[{reply.tokens} tokens, {end}; first token {first}, {reply.seconds:.2f} s]", file=sys.stderr)
+    return reply
+
+
+def cmd_check_stops(args: argparse.Namespace, rest: list[str]) -> int:
+    from finetune import inference, stops
+
+    result = stops.run_check(inference.load(args.run_dir.resolve(), checkpoint=args.checkpoint))
+    print(json.dumps(result, indent=1, ensure_ascii=False) if args.json else stops.summary(result))
+    return 0
+
+
 COMMANDS = {
     "schema": cmd_schema,
     "train": cmd_train,
@@ -290,6 +348,8 @@ COMMANDS = {
     "queue": cmd_queue,
     "supervise": cmd_supervise,
     "runs": cmd_runs,
+    "chat": cmd_chat,
+    "check-stops": cmd_check_stops,
 }
 
 if __name__ == "__main__":

@@ -270,6 +270,61 @@ class LaunchConfig(Section):
         return self.num_processes > 1
 
 
+class GenerationConfig(Section):
+    """How the tuned model answers: in the page's Try section and `chat`, and the defaults an export writes
+    to generation_config.json. Every answer ends at the template's end-of-turn token."""
+
+    max_new_tokens: int = Field(
+        256, title="Max new tokens", ge=1, le=8192, description="The longest answer, in tokens."
+    )
+    temperature: float = Field(
+        0.7,
+        title="Temperature",
+        ge=0.0,
+        le=2.0,
+        description="Randomness of each next token: 0 = always the most likely one (greedy), higher = more "
+        "varied.",
+    )
+    top_p: float = Field(
+        0.9,
+        title="Top-p",
+        gt=0.0,
+        le=1.0,
+        description="Sample only from the most likely tokens whose chances add up to top_p (1 = all tokens).",
+    )
+    repetition_penalty: float = Field(
+        1.1,
+        title="Repetition penalty",
+        ge=1.0,
+        le=2.0,
+        description="Above 1, tokens already in the text get less likely (1 = no penalty).",
+    )
+
+
+class AfterConfig(Section):
+    """What runs once training has finished (sft and text runs)."""
+
+    stop_check: bool = Field(
+        True,
+        title="Check that it stops",
+        description="After training, answer held-out prompts greedily and record how many answers end with "
+        "the end-of-turn token (stops.json).",
+    )
+    stop_check_prompts: int = Field(
+        32,
+        title="Prompts for the stop check",
+        ge=1,
+        le=256,
+        description="How many prompts the check answers.",
+    )
+    stop_check_seconds: float = Field(
+        300.0,
+        title="Time limit of the stop check",
+        ge=5.0,
+        description="Seconds the check may take; the answers given by then are recorded.",
+    )
+
+
 class TrainingConfig(BaseModel):
     """`TrainingArguments` / `SFTConfig` names. Unset (None) = the library default, shown by `effective`."""
 
@@ -434,6 +489,8 @@ class Config(Section):
     lora: LoraConfig = Field(default_factory=LoraConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     launch: LaunchConfig = Field(default_factory=LaunchConfig)
+    generation: GenerationConfig = Field(default_factory=GenerationConfig)
+    after: AfterConfig = Field(default_factory=AfterConfig)
     # Where each value came from: dotted path -> "user" or "preset:<id>" (everything else is a default).
     _sources: dict[str, str] = PrivateAttr(default_factory=dict)
 
@@ -591,6 +648,23 @@ def parse_overrides(args: list[str]) -> dict[str, Any]:
         out[key] = _override_value(value)
         i += 1
     return out
+
+
+def generation_settings(base: GenerationConfig, overrides: list[str] | dict[str, Any]) -> GenerationConfig:
+    """``base`` with ``--generation.key VALUE`` overrides, validated like a config (the problems name
+    ``generation.<key>``); any other section is refused: a chat changes how the model answers, no more."""
+    items = parse_overrides(overrides) if isinstance(overrides, list) else overrides
+    other = [key for key in items if not key.startswith("generation.")]
+    if other:
+        raise ConfigError([(key, "only generation.* settings apply to an answer") for key in other])
+    values = base.model_dump() | {key.split(".", 1)[1]: value for key, value in items.items()}
+    try:
+        return GenerationConfig.model_validate(values)
+    except ValidationError as exc:
+        problems = [_problem(err) for err in exc.errors()]
+        raise ConfigError(
+            [Problem(f"generation.{p.path}", p.message, p.kind, p.ctx) for p in problems]
+        ) from None
 
 
 def _override_value(text: str) -> Any:

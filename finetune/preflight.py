@@ -144,8 +144,19 @@ def _check_template(checked: Checked) -> None:
             f"template {template.id!r} has no {{% generation %}} markers, so loss cannot be limited to "
             "assistant turns; set template.train_on: all, or pick a preset template"
         )
+    if config.template.train_on == "assistant" and templates.eot_carries_loss(template, tokenizer) is False:
+        checked.warnings.append(eot_warning(template, tokenizer))
     _check_overhead(checked)
     _check_records(checked)
+
+
+def eot_warning(template: templates.Template, tokenizer: Any) -> str:
+    eot = templates.end_of_turn(template, tokenizer)
+    return (
+        f"template {template.id!r} leaves the end-of-turn token {eot!r} outside {{% generation %}}, so under "
+        "train_on: assistant it carries no loss and the tuned model may never learn to stop; put it inside "
+        "the generation block, or pick a preset template (each trains it)"
+    )
 
 
 def _check_records(checked: Checked, limit: int = 2000) -> None:

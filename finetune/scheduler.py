@@ -243,6 +243,15 @@ def _busy(root: Path) -> list[str]:
     return taken + spare[:unplaced]
 
 
+def free_gpu(root: str | Path) -> str | None:
+    """A GPU that no run holds and no queued run waits for (the inference worker's), else None."""
+    root = Path(root)
+    if queue(root):
+        return None  # a waiting run gets the next free GPU, not a chat
+    taken = set(_busy(root))
+    return next((slot for slot in slots() if slot != "cpu" and slot not in taken), None)
+
+
 def tick(root: str | Path) -> list[str]:
     """One supervisor round: reconcile every live run (inside :func:`dispatch`), start what can start."""
     return dispatch(root)

@@ -252,6 +252,47 @@ def detect(tokenizer: Any) -> str | None:
     return next((name for k, name in enumerate(names, 1) if texts[2 * k : 2 * k + 2] == texts[:2]), None)
 
 
+def end_of_turn(template: Template, tokenizer: Any = None) -> str | None:
+    """The text a reply ends with, which the model must learn to write to stop: the template's own
+    ``eos_token`` (presets/templates/*.yaml), else the tokenizer's (a template that writes ``eos_token``)."""
+    return template.meta.get("eos_token") or (getattr(tokenizer, "eos_token", None) if tokenizer else None)
+
+
+def stop_strings(template: Template, tokenizer: Any = None) -> list[str]:
+    """Every text that ends a generation: the end of turn, the template's stop tokens, the tokenizer's eos."""
+    found = [end_of_turn(template, tokenizer), *(template.meta.get("stop_tokens") or [])]
+    found.append(getattr(tokenizer, "eos_token", None) if tokenizer else None)
+    return list(dict.fromkeys(s for s in found if s))
+
+
+def eot_carries_loss(template: Template, tokenizer: Any = None) -> bool | None:
+    """Whether, under ``train_on: assistant``, the end of turn written after each reply lies inside the
+    ``{% generation %}`` span, so it carries loss and the tuned model learns to stop. None: the template has
+    no markers, or writes no known end of turn. Checked on a probe conversation (``tokenizer``: whose
+    special tokens the template writes; without one, the template's own)."""
+    if not has_generation_markers(template.source):
+        return None
+    context = {
+        "bos_token": template.meta.get("bos_token") or "<s>",
+        "eos_token": end_of_turn(template) or "</s>",
+    }
+    context |= special_tokens(tokenizer) if tokenizer is not None else {}
+    candidates = [c for c in (template.meta.get("eos_token"), context["eos_token"]) if c]
+    probe = [*_PROBE, {"role": "assistant", "content": "Why did the chicken cross the road?"}]
+    (rendered,) = render_many(template, [probe], context, spans=True)
+    text, position = rendered.text, 0
+    for message in (m for m in probe if m["role"] == "assistant"):
+        end = text.index(message["content"], position) + len(message["content"])
+        found = [(text.find(c, end), c) for c in candidates if text.find(c, end) >= 0]
+        if not found:
+            return None
+        at, eot = min(found)
+        if not any(a <= at and at + len(eot) <= b for a, b in rendered.spans):
+            return False
+        position = at + len(eot)
+    return True
+
+
 def _missing_token_warnings(template: Template, tokenizer: Any) -> list[str]:
     """Special tokens the template writes that the tokenizer would split into pieces."""
     warnings = []

@@ -32,6 +32,7 @@ from finetune import (
     callbacks,
     effective,
     failures,
+    inference,
     jobs,
     model,
     notify,
@@ -40,6 +41,7 @@ from finetune import (
     procs,
     rundir,
     runs,
+    stops,
     templates,
     tokens,
 )
@@ -63,7 +65,8 @@ def main(config: Config, run_dir: Path | None = None, *, resume: bool = False) -
     code = (train if alone_or_first else other_rank)(config, run_dir, resume=resume)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         # Everything is written. Freeing DDP's reducer after another rank has left joins gloo's worker
-        # threads, which can wait forever (seen with torch 2.13): leave without the interpreter's clean-up.
+        # threads, which can wait forever (seen with torch 2.13): leave without the interpreter's clean-up,
+        # the trainer still held (_KEPT_UNTIL_EXIT) so returning from train/other_rank frees nothing.
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
@@ -101,6 +104,7 @@ def train(config: Config, run_dir: Path, *, resume: bool = False) -> int:
             return _end(run_dir, st.STOPPED, 0, checkpoint=_name(resume_mod.last_checkpoint(run_dir)))
         save_final(trainer, checked.tokenizer, run_dir / FINAL_DIR)
         _leave_group()
+        stop_check(config, checked, trainer.model, run_dir, lambda: stopper.requested)
         print(f"finished: {run_dir / FINAL_DIR}", flush=True)
         return _end(run_dir, st.FINISHED, 0, final=FINAL_DIR)
     except BaseException as exc:  # noqa: BLE001 - every way of dying must end in status.json
@@ -265,11 +269,18 @@ def tokenized(config: Config, checked: preflight.Checked, ds: Any) -> Any:
     )
 
 
+# The trainers of a multi-process run, held until os._exit (main): freeing one frees DDP's reducer, which
+# joins gloo's worker threads and can wait forever once another rank has left (seen with torch 2.13).
+_KEPT_UNTIL_EXIT: list[Any] = []
+
+
 def _quiet(trainer: Any) -> Any:
     """RunRecorder prints one line per log; transformers' PrinterCallback would print each dict again."""
     from transformers.trainer_callback import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)
+    if trainer.args.world_size > 1:
+        _KEPT_UNTIL_EXIT.append(trainer)
     return trainer
 
 
@@ -327,6 +338,24 @@ def save_final(trainer: Any, tokenizer: Any, out: Path) -> None:
         # so keep it beside the adapter: AutoConfig.from_pretrained(final) gives what the base model needs.
         base = trainer.model.get_base_model() if hasattr(trainer.model, "get_base_model") else trainer.model
         base.config.save_pretrained(str(out))
+
+
+def stop_check(config: Config, checked: preflight.Checked, net: Any, run_dir: Path, should_stop: Any) -> None:
+    """after.stop_check: does the tuned model end its answers (stops.json)? It never fails the run: the
+    model is saved already."""
+    if not config.after.stop_check or config.task == "classification":
+        return
+    try:
+        loaded = inference.from_model(run_dir, config, net, checked.tokenizer, checked.template)
+        asked, source = stops.prompts(checked, config.after.stop_check_prompts)
+        print(f"stop check: answering {len(asked)} {source} prompts greedily", flush=True)
+        seconds = config.after.stop_check_seconds
+        result = stops.check(loaded, asked, source, seconds=seconds, should_stop=should_stop)
+        stops.write(run_dir, result)
+        print(stops.summary(result), flush=True)
+    except Exception as exc:  # noqa: BLE001 - the run has finished; the check is extra
+        traceback.print_exc()
+        print(f"warning: the stop check failed ({failures.reason_of(exc)}); final/ is saved", flush=True)
 
 
 def _name(path: Path | None) -> str | None:

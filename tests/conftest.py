@@ -49,6 +49,18 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "home"
 
 
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory: pytest.TempPathFactory, tiny_llama: str) -> Path:
+    """The demo config trained to the end through the CLI, as `python -m finetune train presets/demo.yaml`
+    (its stop check included); shared by the tests that read a finished run (test_train, test_inference,
+    test_stops)."""
+    run_dir = tmp_path_factory.mktemp("demo") / "run"
+    result = run_cli("train", "presets/demo.yaml", "--run-dir", str(run_dir))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"finished: {run_dir / 'final'}" in result.stdout
+    return run_dir
+
+
 def free_port() -> int:
     """A TCP port free on loopback right now (for a server a test starts)."""
     import socket

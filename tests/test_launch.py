@@ -16,17 +16,19 @@ from test_jobs import demo, ended, wait_for
 from finetune import jobs, rundir, runs
 
 
-def gone(pid: int) -> bool:
-    """The launcher and every rank have exited (a zombie awaiting its parent counts as gone)."""
-    group = [p for p in Path("/proc").iterdir() if p.name.isdigit()]
-    for proc in group:
+def left_over(run_dir: Path) -> list[str]:
+    """The live processes of the run (the launcher and every rank name its run directory; a zombie
+    awaiting its parent does not count)."""
+    found = []
+    for proc in (p for p in Path("/proc").iterdir() if p.name.isdigit()):
         try:
-            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            argv = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if int(fields[2]) == pid and fields[0] != "Z":  # fields: state, ppid, pgrp
-            return False
-    return True
+        if state != "Z" and str(run_dir) in argv:
+            found.append(f"{proc.name}: {argv[:160]}")
+    return found
 
 
 def test_two_processes_train_one_run(tmp_path: Path, tiny_llama: str) -> None:
@@ -54,7 +56,7 @@ def test_two_processes_train_one_run(tmp_path: Path, tiny_llama: str) -> None:
     assert (final / "model.safetensors").is_file() and (final / "tokenizer.json").is_file()
     assert json.loads((final / "trainer_state.json").read_text())["global_step"] == 8
     assert "Traceback" not in log
-    wait_for(lambda: gone(status["pid"]), timeout=60)  # no rank left hanging at exit
+    wait_for(lambda: not left_over(run_dir), timeout=60)  # no rank left hanging at exit
 
 
 def test_stop_reaches_every_rank_with_one_checkpoint(tmp_path: Path, tiny_llama: str) -> None:
@@ -75,7 +77,7 @@ def test_stop_reaches_every_rank_with_one_checkpoint(tmp_path: Path, tiny_llama:
     assert status["step"] < 400 and "Traceback" not in log
     stopped_at = int(status["checkpoint"].split("-")[1])
     assert stopped_at == status["step"]  # both ranks stopped at the same step: one checkpoint of it
-    wait_for(lambda: gone(status["pid"]), timeout=60)
+    wait_for(lambda: not left_over(run_dir), timeout=60)
 
 
 def test_what_this_machine_cannot_launch_is_refused_before_anything_starts(tmp_path: Path) -> None:

@@ -42,16 +42,6 @@ def losses(run_dir: Path) -> list[float]:
     return [row["loss"] for row in metrics(run_dir) if "loss" in row]
 
 
-@pytest.fixture(scope="module")
-def demo_run(tmp_path_factory: pytest.TempPathFactory, tiny_llama: str) -> Path:
-    """The demo config trained to the end through the CLI, as `python -m finetune train presets/demo.yaml`."""
-    run_dir = tmp_path_factory.mktemp("demo") / "run"
-    result = run_cli("train", DEMO, "--run-dir", str(run_dir))
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert f"finished: {run_dir / 'final'}" in result.stdout
-    return run_dir
-
-
 # ---------------------------------------------------------------- the demo run directory
 
 

@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # each section module defines its own handles; they import th
     from finetune.ui.runs_tab import RunsParts
     from finetune.ui.template_tab import TemplateParts
     from finetune.ui.tokens_tab import TokensParts
+    from finetune.ui.try_tab import TryParts
 
 log = logging.getLogger("tuneboard.ui")
 
@@ -56,6 +57,7 @@ class Ctx:
     hparams: HparamsParts = field(init=False, repr=False)
     run: RunParts = field(init=False, repr=False)
     runs: RunsParts = field(init=False, repr=False)
+    try_: TryParts = field(init=False, repr=False)  # "try" is a keyword
 
     @property
     def runs_root(self) -> Path:

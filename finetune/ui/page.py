@@ -30,6 +30,7 @@ from finetune.ui import (
     runs_tab,
     template_tab,
     tokens_tab,
+    try_tab,
 )
 from finetune.ui.binder import Binder
 from finetune.ui.context import Ctx, commits, merge, problems_of
@@ -48,6 +49,7 @@ SECTIONS = [
     ("hparams", hparams_tab),
     ("run", run_tab),
     ("runs", runs_tab),
+    ("try", try_tab),
 ]
 # Gradio's cache (inside HOME) swept every 5 minutes of files older than 15: an upload is moved out at once
 # (finetune/uploads.py), a download copied to the browser at once; one posted to /gradio_api/upload
