@@ -10,6 +10,7 @@
     python -m finetune queue | supervise | runs [--home DIR]
     python -m finetune chat RUN_DIR [--checkpoint N] [--base] [--prompt TEXT] [--generation.key VALUE ...]
     python -m finetune check-stops RUN_DIR [--checkpoint N] [--json]
+    python -m finetune worker                # the page's inference worker (finetune/worker.py)
 
 Overrides use the config's dotted keys: ``--training.learning_rate 1e-4 --dataset.path data.csv``.
 Bad input (any finetune.errors.TuneboardError) exits with status 2 and one message per problem, naming the
@@ -143,6 +144,9 @@ def _after_parsers(sub: argparse._SubParsersAction) -> None:
     chat.add_argument("--base", action="store_true", help="the base model, with the run's template")
     chat.add_argument("--prompt", help="one message, answered, then exit (else read turns from stdin)")
     check.add_argument("--json", action="store_true", help="print stops.json")
+    sub.add_parser(
+        "worker", help="the inference worker the page starts (JSON requests on stdin, a line each)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -335,6 +339,13 @@ def cmd_check_stops(args: argparse.Namespace, rest: list[str]) -> int:
     return 0
 
 
+def cmd_worker(args: argparse.Namespace, rest: list[str]) -> int:
+    from finetune import worker
+
+    worker.serve()
+    return 0
+
+
 COMMANDS = {
     "schema": cmd_schema,
     "train": cmd_train,
@@ -350,6 +361,7 @@ COMMANDS = {
     "runs": cmd_runs,
     "chat": cmd_chat,
     "check-stops": cmd_check_stops,
+    "worker": cmd_worker,
 }
 
 if __name__ == "__main__":

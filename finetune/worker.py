@@ -1,7 +1,7 @@
 """The inference worker: one process, outside the dashboard, that holds a run's model (and its base, to
 compare) and answers. The page talks to it through :class:`Worker`; it never loads a model itself.
 
-    python -m finetune.worker        # what Worker starts; reads JSON requests on stdin, one a line
+    python -m finetune worker        # what Worker starts; reads JSON requests on stdin, one a line
     .venv/bin/pytest tests/test_worker.py -q
 
 Requests and what comes back (one JSON object a line; any failure -> {"error": ..., "field": ...}):
@@ -119,7 +119,7 @@ class Worker:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "finetune.worker"], cwd=ROOT, env=env, stdin=subprocess.PIPE,
+                [sys.executable, "-m", "finetune", "worker"], cwd=ROOT, env=env, stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE, stderr=log, text=True, encoding="utf-8", start_new_session=True,
             )  # fmt: skip
         return self.proc
@@ -201,7 +201,3 @@ def _field_error(message: dict[str, Any]) -> TuneboardError:
     from finetune.errors import ConfigError
 
     return ConfigError([(message["field"], message["error"].split(": ", 1)[-1])])
-
-
-if __name__ == "__main__":
-    serve()

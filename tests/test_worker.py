@@ -71,7 +71,7 @@ def test_refusals_come_back_as_messages_and_the_worker_keeps_serving(
 def test_an_idle_worker_exits_and_comes_back_on_the_next_request(worker: Worker, demo_run: Path) -> None:
     env = os.environ | {"TUNEBOARD_WORKER_IDLE": "1"}
     alone = subprocess.Popen(
-        [sys.executable, "-m", "finetune.worker"], cwd=ROOT, env=env, stdin=subprocess.PIPE
+        [sys.executable, "-m", "finetune", "worker"], cwd=ROOT, env=env, stdin=subprocess.PIPE
     )
     assert alone.wait(timeout=30) == 0  # nothing asked for a second: it leaves
     worker.load("tuned", demo_run)

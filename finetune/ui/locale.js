@@ -7,21 +7,28 @@
 async (lang) => {
   const locale = lang === "ja" ? "ja" : "en";
   window.tbTracker = __TRACKER__[locale] || null;
-  if (!window.tbTrackerObserver) {
-    const rewrite = (node) => {
+  if (window.tbTracker && !window.tbTrackerObserver) {  // English needs none: nothing to rewrite
+    const tracker = '[data-testid="status-tracker"]';
+    const rewrite = (el) => {  // the tracker's few text nodes only, never the rest of the page
       const words = window.tbTracker;
-      const text = node.nodeValue || "";
-      if (!words || !node.parentElement?.closest('[data-testid="status-tracker"]')) return;
-      const turned = text.replace(/^(\s*)queue:/, `$1${words.queue}:`).replace(/^(\s*)processing \|/, `$1${words.processing} |`);
-      if (turned !== text) node.nodeValue = turned;
+      const walker = document.createTreeWalker(el, NodeFilter.SHOW_TEXT);
+      while (words && walker.nextNode()) {
+        const node = walker.currentNode;
+        const text = node.nodeValue || "";
+        const turned = text.replace(/^(\s*)queue:/, `$1${words.queue}:`)
+          .replace(/^(\s*)processing \|/, `$1${words.processing} |`);
+        if (turned !== text) node.nodeValue = turned;
+      }
     };
     window.tbTrackerObserver = new MutationObserver((changes) => {
+      if (!window.tbTracker) return;
       for (const change of changes) {
-        if (change.type === "characterData") rewrite(change.target);
-        for (const added of change.addedNodes || []) {
-          const walker = document.createTreeWalker(added, NodeFilter.SHOW_TEXT);
-          if (added.nodeType === Node.TEXT_NODE) rewrite(added);
-          while (walker.nextNode()) rewrite(walker.currentNode);
+        const node = change.target;
+        const target = node.nodeType === Node.ELEMENT_NODE ? node : node.parentElement;
+        const el = target?.closest(tracker);
+        if (el) rewrite(el);
+        for (const added of change.addedNodes || []) {  // a tracker drawn inside a new subtree
+          if (added.nodeType === Node.ELEMENT_NODE) added.querySelectorAll(tracker).forEach(rewrite);
         }
       }
     });

@@ -156,8 +156,7 @@ def app_url(app_home: Path, tmp_path_factory: pytest.TempPathFactory):
     """Start ``python app.py --port N`` as a user would; yields its URL; stops it and its runs afterwards."""
     if not CHROMIUM.exists():
         pytest.skip("browser tests need Debian's chromium at /usr/bin/chromium (apt-get install chromium)")
-    log = tmp_path_factory.mktemp("app-log") / "app.log"
-    proc, url = start_app(app_home, log)
+    proc, url = start_app(app_home, app_home.parent / "dashboard-app.log")
     try:
         yield url
     finally:

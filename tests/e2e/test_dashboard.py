@@ -151,6 +151,33 @@ def test_start_on_the_defaults_finishes_on_a_cpu(page: Page, shot, app_home: Pat
     open_tab(page, "dataset")
 
 
+def test_try_the_demo_beside_its_base_and_see_whether_it_stops(page: Page, shot, app_home: Path) -> None:
+    """Issue 11, section 7: the demo run just trained answers a Japanese message, streamed, and its base
+    model answers beside it; the run's stop figure is shown. The models live in the inference worker
+    (finetune/worker.py): the dashboard's own log shows no model loading."""
+    open_tab(page, "try")
+    expect(page.locator("#tb-try-weights input")).to_have_value("final", timeout=30_000)
+    expect(page.locator("#tb-stops")).to_contain_text("of 32 answers", timeout=30_000)
+    expect(page.locator("#tb-stops")).to_contain_text("<|eot_id|>")
+    page.evaluate("""() => { window.tbLengths = new Set();
+      const box = document.querySelector('#tb-chat-tuned');
+      new MutationObserver(() => window.tbLengths.add(box.innerText.length))
+        .observe(box, {subtree: true, childList: true, characterData: true}); }""")
+    message = page.locator("#tb-try-message textarea")
+    message.fill("こんにちは、日本の首都はどこですか?")
+    message.press("Enter")
+    tuned, base = page.locator("#tb-chat-tuned"), page.locator("#tb-chat-base")
+    expect(tuned).to_contain_text("こんにちは、日本の首都はどこですか?", timeout=120_000)
+    expect(page.locator("#tb-try-status")).to_contain_text("Base model:", timeout=120_000)
+    assert page.evaluate("() => window.tbLengths.size") >= 2  # the answer arrived in pieces, not at once
+    expect(base).to_contain_text("こんにちは、日本の首都はどこですか?")
+    expect(page.locator("#tb-try-status")).to_contain_text("on cpu")
+    shot(page, "7-try-side-by-side")
+    app_log = app_home.parent / "dashboard-app.log"  # app_url's: the dashboard's own output
+    assert "Loading weights" not in app_log.read_text(errors="replace")
+    open_tab(page, "dataset")
+
+
 def test_upload_japanese_csv_and_map_columns(page: Page, shot, japanese_csv: Path) -> None:
     page.get_by_label("Upload a file").check()
     page.locator("#tb-upload input[type=file]").set_input_files(str(japanese_csv))

@@ -135,20 +135,22 @@ STATUS_TEXTS = """() => { window.tbStatusTexts = [];
   } }).observe(document.body, { subtree: true, childList: true, characterData: true }); }"""
 
 
-def test_gradio_queue_and_progress_words_in_japanese(browser, url: str, tmp_path: Path) -> None:
+def test_gradio_queue_and_progress_words_in_japanese(page: Page, browser, url: str, tmp_path: Path) -> None:
     """Two people upload a 1,000-record table at once: the second waits in Gradio's queue. Gradio's queue
     and progress words (the overlay's "queue: 1/1 |", "processing |", the announced "In queue: 1 of 1",
     "Complete") are Japanese on both pages (locales/gradio.yaml, locale.js)."""
     faq = faq_table(tmp_path, records=1000)
-    with in_japanese(browser, url) as first, in_japanese(browser, url) as second:
-        for page in (first, second):
-            page.evaluate(STATUS_TEXTS)
-            page.get_by_label("ファイルをアップロード").check()
-        for page in (first, second):
-            page.locator("#tb-upload input[type=file]").set_input_files(str(faq))
-        for page in (first, second):
-            expect(page.get_by_text("学習レコード")).to_contain_text("1000", timeout=120_000)
-        texts = {text for page in (first, second) for text in page.evaluate("window.tbStatusTexts")}
+    first = page  # the module's page, then a second person
+    first.locator("#tb-tab-dataset-button").click()
+    with in_japanese(browser, url) as second:
+        for person in (first, second):
+            person.evaluate(STATUS_TEXTS)
+            person.get_by_label("ファイルをアップロード").check()
+        for person in (first, second):
+            person.locator("#tb-upload input[type=file]").set_input_files(str(faq))
+        for person in (first, second):
+            expect(person.get_by_text("学習レコード")).to_contain_text("1000", timeout=120_000)
+        texts = {text for person in (first, second) for text in person.evaluate("window.tbStatusTexts")}
     assert any(text.startswith("待ち:") for text in texts), texts  # someone did wait in the queue
     assert any(text.startswith("処理中 |") for text in texts), texts
     assert [text for text in texts if re.search(r"[A-Za-z]{2,}", text)] == []

@@ -9,7 +9,7 @@ import dataclasses
 
 import pytest
 
-SECTIONS = ("page", "dataset", "template", "tokens", "hparams", "run", "runs")
+SECTIONS = ("page", "dataset", "template", "tokens", "hparams", "run", "runs", "try_")
 
 
 def test_every_section_handle_is_set_when_the_page_is_built(ctx) -> None:
@@ -18,7 +18,10 @@ def test_every_section_handle_is_set_when_the_page_is_built(ctx) -> None:
         for f in dataclasses.fields(parts):
             value = getattr(parts, f.name)
             assert value is not None and value != {}, f"ctx.{section}.{f.name} was never built"
-    assert set(ctx.tab) == {"dataset", "model", "tokens", "hparams", "run", "runs"} and ctx.tabs is not None
+    assert (
+        set(ctx.tab) == {"dataset", "model", "tokens", "hparams", "run", "runs", "try"}
+        and ctx.tabs is not None
+    )
 
 
 def test_a_misspelt_handle_is_an_error_not_a_new_attribute(ctx) -> None:
