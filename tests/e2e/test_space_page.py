@@ -56,7 +56,7 @@ def test_space_on_gpu_hardware_warns_that_its_own_disk_is_wiped(browser, space, 
     url = space(home)
     context, page = signed_in(browser, url)
     try:
-        expect(page.get_by_text("300 training records")).to_be_visible(timeout=60_000)
+        expect(page.get_by_text("300 training records")).to_be_visible(timeout=120_000)
         banner = page.locator("#tb-ephemeral")
         expect(banner).to_contain_text("Runs here vanish when this Space restarts")
         expect(banner).to_contain_text(str(home.resolve()))
@@ -84,7 +84,7 @@ def test_zero_gpu_space_turns_start_off_and_keeps_the_rest(browser, space, tmp_p
     url = space(home, SPACES_ZERO_GPU="true")
     context, page = signed_in(browser, url)
     try:
-        expect(page.get_by_text("300 training records")).to_be_visible(timeout=60_000)
+        expect(page.get_by_text("300 training records")).to_be_visible(timeout=120_000)
         page.get_by_label("Upload a file").check()
         data = tmp_path / "faq.csv"
         data.write_text("question,answer\n" + "".join(f"q{i},a{i}\n" for i in range(40)), encoding="utf-8")
