@@ -33,6 +33,16 @@ def gradio_env(home: Path) -> dict[str, str]:
     }
 
 
+QUEUE_SIZE = 256  # events waiting at once, all browsers together (each page load sends several)
+
+
+def queue_kwargs() -> dict[str, Any]:
+    """``Blocks.queue`` settings. The size is always given: on ZeroGPU hardware gradio 6.31 caps an unset
+    queue at one waiting event (its GPU calls go one at a time), which drops the page's own events at load
+    (the analysis, the run on screen), and the page never fills in."""
+    return {"default_concurrency_limit": 4, "max_size": QUEUE_SIZE}
+
+
 def launch_kwargs(home: Path, blocks: Any, login: Login | None = None) -> dict[str, Any]:
     """Everything ``Blocks.launch`` needs besides host and port: theme, CSS, routes, login, limits.
 

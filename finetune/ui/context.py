@@ -46,7 +46,7 @@ class Ctx:
     analysis: Any = None  # gr.State: the last analysis (plain dict)
     shown: Any = None  # gr.State: names of the fields showing a problem now
     banner: Any = None  # gr.HTML: every current problem, above the tabs
-    tabs: gr.Tabs | None = None  # the six sections (the Runs section's Watch switches to Run)
+    tabs: gr.Tabs | None = None  # the seven sections (the Runs section's Watch switches to Run)
     tab: dict[str, gr.Tab] = field(default_factory=dict)  # section key ("runs") -> its tab
     # Each section's components that its handlers and other sections use, set by its build() (page.py builds
     # them in order): one typed handle per section, read before it is set is an AttributeError.

@@ -1,4 +1,4 @@
-"""The dashboard page: header with the language switch, a problem banner, and the six sections in gr.Tabs.
+"""The dashboard page: header with the language switch, a problem banner, and the seven sections in gr.Tabs.
 
     python app.py                      # builds this page and serves it on 127.0.0.1:7860
     .venv/bin/pytest tests/ui tests/e2e -q
@@ -143,7 +143,7 @@ def _build_storage_note(ctx: Ctx) -> None:
 
 
 def _build_sections(ctx: Ctx) -> None:
-    """The six sections, a tab each, each built by its module."""
+    """The seven sections, a tab each, each built by its module."""
     with gr.Tabs(elem_id="tb-tabs") as ctx.tabs:
         for key, module in SECTIONS:
             with gr.Tab(i18n.t("en", f"tabs.{key}"), id=key, elem_id=f"tb-tab-{key}") as tab:

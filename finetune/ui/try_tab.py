@@ -19,7 +19,7 @@ import gradio as gr
 
 from finetune import config as cfg
 from finetune import inference, runs, stops
-from finetune.errors import TuneboardError
+from finetune.errors import JobError, TuneboardError
 from finetune.ui import charts, i18n
 from finetune.ui.context import Ctx
 from finetune.worker import Worker
@@ -162,6 +162,15 @@ def stops_html(run_dir: Path, weights: str, lang: str) -> str:
     return f"<div class='tb-notes warn' id='tb-stops-warn'>{body}</div>"
 
 
+def chosen_run(root: Path, run_id: str | None, weights: str | None = None) -> Path:
+    """The run (and weights) picked, checked against what is listed: a request naming anything else (a path,
+    a run without weights) is refused, whatever the browser sent."""
+    run_dir = root / str(run_id)
+    if run_id not in runs_with_weights(root) or (weights is not None and weights not in _weights_of(run_dir)):
+        raise JobError(f"no run {run_id!r} with weights {weights or 'final'!r} to answer with: pick one")
+    return run_dir
+
+
 def _checkpoint(weights: str | None) -> int | None:
     return None if not weights or weights == inference.FINAL_DIR else int(weights.rsplit("-", 1)[1])
 
@@ -184,9 +193,10 @@ def _wire_picking(ctx: Ctx) -> None:
     gr.on([ctx.tab["try"].select, p.run.focus], listed, p.run, p.run, show_progress="hidden")
 
     def picked(run_id: str | None, lang: str) -> dict[Any, Any]:
-        if not run_id:
+        try:
+            run_dir = chosen_run(ctx.runs_root, run_id)
+        except TuneboardError:
             return {p.weights: gr.update(choices=[], value=None), p.stops: "", p.status: ""}
-        run_dir = ctx.runs_root / run_id
         weights = _weights_of(run_dir)
         config = cfg.load(run_dir / "config.yaml")
         classify = config.task == "classification"
@@ -203,14 +213,14 @@ def _wire_picking(ctx: Ctx) -> None:
     outs = [p.weights, p.stops, p.check, p.compare, p.chat_group, p.labels, p.tuned, p.base, p.status,
             *p.settings.values()]  # fmt: skip
     p.run.change(picked, [p.run, ctx.lang], outs, show_progress="hidden")
-    p.weights.input(
-        lambda run_id, weights, lang: (
-            stops_html(ctx.runs_root / run_id, weights, lang) if run_id and weights else ""
-        ),
-        [p.run, p.weights, ctx.lang],
-        p.stops,
-        show_progress="hidden",
-    )
+
+    def weights_picked(run_id: str | None, weights: str | None, lang: str) -> str:
+        try:
+            return stops_html(chosen_run(ctx.runs_root, run_id, weights), weights, lang)
+        except TuneboardError:
+            return ""
+
+    p.weights.input(weights_picked, [p.run, p.weights, ctx.lang], p.stops, show_progress="hidden")
 
 
 def _wire_talking(ctx: Ctx) -> None:
@@ -236,11 +246,12 @@ def _wire_talking(ctx: Ctx) -> None:
         if not run_id or not weights:
             return gr.skip()
         try:
-            p.worker.load("tuned", ctx.runs_root / run_id, _checkpoint(weights))
+            run_dir = chosen_run(ctx.runs_root, run_id, weights)
+            p.worker.load("tuned", run_dir, _checkpoint(weights))
             p.worker.check_stops()
         except TuneboardError as exc:
             return f"<div class='tb-notes error'>{charts.esc(str(exc))}</div>"
-        return stops_html(ctx.runs_root / run_id, weights, lang)
+        return stops_html(run_dir, weights, lang)
 
     p.check.click(check, [p.run, p.weights, ctx.lang], p.stops)
 
@@ -263,8 +274,8 @@ def _converse(ctx: Ctx, ask: Ask, tuned: list, base: list) -> Iterator[tuple]:
     if not ask.run_id or not ask.message.strip():
         yield tuned, base, gr.skip(), gr.skip(), gr.skip()
         return
-    run_dir = ctx.runs_root / ask.run_id
     try:
+        run_dir = chosen_run(ctx.runs_root, ask.run_id, ask.weights)
         settings = cfg.generation_settings(
             cfg.GenerationConfig(), dict(zip(SETTINGS, ask.values, strict=True))
         )

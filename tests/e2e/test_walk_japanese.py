@@ -135,14 +135,12 @@ STATUS_TEXTS = """() => { window.tbStatusTexts = [];
   } }).observe(document.body, { subtree: true, childList: true, characterData: true }); }"""
 
 
-def test_gradio_queue_and_progress_words_in_japanese(page: Page, browser, url: str, tmp_path: Path) -> None:
+def test_gradio_queue_and_progress_words_in_japanese(browser, url: str, tmp_path: Path) -> None:
     """Two people upload a 1,000-record table at once: the second waits in Gradio's queue. Gradio's queue
     and progress words (the overlay's "queue: 1/1 |", "processing |", the announced "In queue: 1 of 1",
     "Complete") are Japanese on both pages (locales/gradio.yaml, locale.js)."""
     faq = faq_table(tmp_path, records=1000)
-    first = page  # the module's page, then a second person
-    first.locator("#tb-tab-dataset-button").click()
-    with in_japanese(browser, url) as second:
+    with in_japanese(browser, url) as first, in_japanese(browser, url) as second:
         for person in (first, second):
             person.evaluate(STATUS_TEXTS)
             person.get_by_label("ファイルをアップロード").check()
