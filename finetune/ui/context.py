@@ -58,6 +58,9 @@ class Ctx:
     run: RunParts = field(init=False, repr=False)
     runs: RunsParts = field(init=False, repr=False)
     try_: TryParts = field(init=False, repr=False)  # "try" is a keyword
+    # (fn, inputs, outputs) re-rendered on every analysis or language change, in one event: each event makes
+    # the browser send its inputs (the whole form) and track its outputs; twelve of them made a commit slow.
+    followers: list[tuple[Any, list[Any], list[Any]]] = field(default_factory=list)
 
     @property
     def runs_root(self) -> Path:
@@ -72,6 +75,27 @@ class Ctx:
 
     def analysis_outputs(self) -> list[Any]:
         return [self.analysis, self.shown, self.banner, *self.error_targets()]
+
+    def follow_analysis(self, fn: Any, inputs: Any, outputs: Any) -> None:
+        """Show ``fn(data)`` in ``outputs`` (data keyed by ``inputs``) when analysis or language change."""
+        outs = list(outputs) if isinstance(outputs, list | tuple) else [outputs]
+        self.followers.append((fn, list(inputs), outs))
+
+    def wire_followers(self) -> None:
+        """One event for every :meth:`follow_analysis` (called once, after every section is wired)."""
+        inputs = set().union(*(ins for _, ins, _ in self.followers))
+        outputs = list(dict.fromkeys(c for _, _, outs in self.followers for c in outs))
+
+        def follow(data: dict[Any, Any]) -> dict[Any, Any]:
+            out: dict[Any, Any] = {}
+            for fn, _, outs in self.followers:
+                out.update(keyed(fn(data), outs))
+            return out
+
+        gr.on(
+            [self.analysis.change, self.lang.change], follow, inputs, outputs,
+            show_progress="hidden", trigger_mode="always_last",
+        )  # fmt: skip
 
     def config_or_problems(self, data: dict[Any, Any]) -> tuple[cfg.Config | None, list[Problem]]:
         return self.binder.validate(data)
@@ -93,6 +117,15 @@ class Ctx:
                 problems = engine_problems(exc)
         result["problems"] = [asdict(p) for p in problems]
         return {self.analysis: result, **self.show_problems(data, problems)}
+
+
+def keyed(result: Any, outputs: list[Any]) -> dict[Any, Any]:
+    """A handler's return value (a dict keyed by component, one value, or one value per output) as a dict."""
+    if isinstance(result, dict) and not any(isinstance(k, str) for k in result):  # gr.update() has str keys
+        return result
+    if len(outputs) == 1:
+        return {outputs[0]: result}
+    return dict(zip(outputs, result, strict=True))
 
 
 def merge(out: dict[Any, Any], updates: dict[Any, Any]) -> dict[Any, Any]:

@@ -231,9 +231,8 @@ def _wire_loading(ctx: Ctx) -> None:
 
 def _wire_summaries(ctx: Ctx) -> None:
     """The length histogram and the line above the preview follow the analysis and the language."""
-    p, refresh = ctx.dataset, [ctx.analysis.change, ctx.lang.change]
-    gr.on(
-        refresh,
+    p = ctx.dataset
+    ctx.follow_analysis(
         lambda d: charts.histogram(
             (d[ctx.analysis] or {}).get("lengths") or {},
             (d[ctx.analysis] or {}).get("max_length", 0),
@@ -241,15 +240,8 @@ def _wire_summaries(ctx: Ctx) -> None:
         ),
         {ctx.analysis, ctx.lang},
         p.histogram,
-        show_progress="hidden",
     )
-    gr.on(
-        refresh,
-        lambda d: _preview_info(ctx, d),
-        {ctx.analysis, ctx.lang},
-        p.preview_info,
-        show_progress="hidden",
-    )
+    ctx.follow_analysis(lambda d: _preview_info(ctx, d), {ctx.analysis, ctx.lang}, p.preview_info)
 
 
 def load_preview(ctx: Ctx, d: dict, new_path: str | None, fmt: str | None) -> dict:

@@ -242,13 +242,7 @@ def wire(ctx: Ctx) -> None:
             ctx.run_analysis, ctx.form(), ctx.analysis_outputs(), show_progress="hidden"
         )
     _wire_live_explanations(ctx)
-    gr.on(
-        [ctx.analysis.change, ctx.lang.change],
-        lambda d: render(ctx, d),
-        {ctx.analysis, ctx.lang},
-        [p.summary, p.schedule, p.memory],
-        show_progress="hidden",
-    )
+    ctx.follow_analysis(lambda d: render(ctx, d), {ctx.analysis, ctx.lang}, [p.summary, p.schedule, p.memory])
 
 
 def _wire_live_explanations(ctx: Ctx) -> None:

@@ -99,6 +99,7 @@ def build_with_ctx(home: Path, access: paths.Access | None = None) -> tuple[gr.B
         _wire_tabs(ctx, demo)
         _wire_language(ctx, demo)
         _wire_form(ctx, demo)
+        ctx.wire_followers()
     return demo, ctx
 
 
@@ -230,7 +231,7 @@ def _wire_form(ctx: Ctx, demo: gr.Blocks) -> None:
     own = [f.component for f in binder.fields.values() if f.path not in CHAINED]
     analyze = {"fn": ctx.run_analysis, "inputs": ctx.form(), "outputs": ctx.analysis_outputs()}
     gr.on(commits(*own), **analyze, show_progress="hidden", trigger_mode="always_last")
-    ctx.analysis.change(lambda d: binder.raw(d, keep_unused=True), ctx.form(), stored, show_progress="hidden")
+    ctx.follow_analysis(lambda d: binder.raw(d, keep_unused=True), ctx.form(), stored)
 
     ds = ctx.dataset
     source = [ds.source, ds.builtin, ds.hub_id, *ds.groups()]

@@ -338,13 +338,8 @@ def wire(ctx: Ctx) -> None:
     _wire_queue(ctx, outs)
     _wire_watching(ctx, outs)
     p = ctx.run
-    gr.on(
-        [ctx.analysis.change, ctx.lang.change],
-        lambda d: config_view(ctx, d[p.follow], d[ctx.lang], d),
-        ctx.form(p.follow),
-        p.config_panel(),
-        show_progress="hidden",
-    )
+    view = lambda d: config_view(ctx, d[p.follow], d[ctx.lang], d)  # noqa: E731
+    ctx.follow_analysis(view, ctx.form(p.follow), p.config_panel())
 
 
 def _wire_timer(ctx: Ctx, outs: list[Any]) -> None:

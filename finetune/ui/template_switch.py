@@ -30,13 +30,9 @@ def wire(ctx: Ctx, analysis: dict[str, Any]) -> None:
     gr.on(commits(model), lambda d: switch_template(ctx, d), ctx.form(p.model_seen), outputs).then(
         **analysis, show_progress="hidden"
     )
-    gr.on(
-        [p.switch.change, ctx.lang.change, ctx.analysis.change],
-        lambda d: switch_note(d[p.switch], d[ctx.lang], d[model], d[name]),
-        ctx.form(p.switch),
-        p.note,
-        show_progress="hidden",
-    )
+    note = lambda d: switch_note(d[p.switch], d[ctx.lang], d[model], d[name])  # noqa: E731
+    p.switch.change(note, ctx.form(p.switch), p.note, show_progress="hidden")
+    ctx.follow_analysis(note, ctx.form(p.switch), p.note)
 
 
 def switch_template(ctx: Ctx, d: dict) -> dict[Any, Any]:

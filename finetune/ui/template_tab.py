@@ -150,23 +150,21 @@ def wire(ctx: Ctx) -> None:
     name = ctx.binder.component("template.name")
     analysis = {"fn": ctx.run_analysis, "inputs": ctx.form(), "outputs": ctx.analysis_outputs()}
     name.input(lambda v: (gr.update(visible=v == "custom"), {}), name, [p.custom, p.switch])
-    refresh = [ctx.analysis.change, ctx.lang.change, p.model_kind.input]
-    gr.on(
-        refresh,
-        lambda d: info_and_warnings(ctx, d),
-        ctx.form(ctx.analysis, p.model_kind),
-        [p.model_info, p.warnings, p.add_missing, p.use_own, p.raise_max_length],
-        show_progress="hidden",
-    )
+    info = {
+        "fn": lambda d: info_and_warnings(ctx, d),
+        "inputs": ctx.form(ctx.analysis, p.model_kind),
+        "outputs": [p.model_info, p.warnings, p.add_missing, p.use_own, p.raise_max_length],
+    }
+    p.model_kind.input(**info, show_progress="hidden")
+    ctx.follow_analysis(**info)
+    shown = {
+        "fn": lambda d: render(ctx, d),
+        "inputs": ctx.form(ctx.analysis, p.record),
+        "outputs": [p.rendered, p.render_stats, p.record],
+    }
     # .input too: typing a number in the slider's box gives no release until the box loses focus.
-    gr.on(
-        [ctx.analysis.change, ctx.lang.change, p.record.release, p.record.input],
-        lambda d: render(ctx, d),
-        ctx.form(ctx.analysis, p.record),
-        [p.rendered, p.render_stats, p.record],
-        show_progress="hidden",
-        trigger_mode="always_last",
-    )
+    gr.on([p.record.release, p.record.input], **shown, show_progress="hidden", trigger_mode="always_last")
+    ctx.follow_analysis(**shown)
     template_switch.wire(ctx, analysis)
     _wire_fixes(ctx, analysis)
 

@@ -234,13 +234,9 @@ def _wire_editor(ctx: Ctx, then_analyze: dict[str, Any]) -> None:
     gr.on([p.add_token.click, p.new_token.submit], add, inputs, [p.table, p.new_token]).then(**then_analyze)
     p.remove.click(remove, inputs, [p.table, p.new_token]).then(**then_analyze)
     # Whatever changed the table (an edit here, a reload, a new dataset), the remove list shows its tokens.
-    gr.on(
-        [p.table.change, ctx.analysis.change],
-        lambda v: gr.update(choices=[t for t, _ in rows(v)], value=[]),
-        p.table,
-        p.remove_pick,
-        show_progress="hidden",
-    )
+    removable = lambda v: gr.update(choices=[t for t, _ in rows(v)], value=[])  # noqa: E731
+    p.table.change(removable, p.table, p.remove_pick, show_progress="hidden")
+    ctx.follow_analysis(lambda d: removable(d[p.table]), {p.table}, p.remove_pick)
     ctx.lang.change(  # the headers in the new language, the same rows
         lambda v, lang: frame_of(rows(v), lang), [p.table, ctx.lang], p.table
     )
@@ -249,34 +245,17 @@ def _wire_editor(ctx: Ctx, then_analyze: dict[str, Any]) -> None:
 def _wire_notes(ctx: Ctx) -> None:
     """The note for a task that adds no tokens, and the vocabulary's numbers and special tokens."""
     p = ctx.tokens
-    gr.on(
-        [ctx.analysis.change, ctx.lang.change],
-        lambda d: task_note(ctx, d),
-        ctx.form(),
-        p.note,
-        show_progress="hidden",
-    )
-
-    gr.on(
-        [ctx.analysis.change, ctx.lang.change],
-        lambda d: vocab_info(ctx, d),
-        {ctx.analysis, ctx.lang},
-        p.vocab_info,
-        show_progress="hidden",
-    )
+    ctx.follow_analysis(lambda d: task_note(ctx, d), ctx.form(), p.note)
+    ctx.follow_analysis(lambda d: vocab_info(ctx, d), {ctx.analysis, ctx.lang}, p.vocab_info)
 
 
 def _wire_sample_and_scan(ctx: Ctx, then_analyze: dict[str, Any]) -> None:
     """The sample split again as it or the analysis changes; Scan, and adding what it found missing."""
     p = ctx.tokens
-    gr.on(
-        [ctx.analysis.change, p.sample.input],
-        lambda d: compare(ctx, d),
-        ctx.form(ctx.analysis, p.sample),
-        p.compare,
-        show_progress="hidden",
-        trigger_mode="always_last",
-    )
+    compared = {"fn": lambda d: compare(ctx, d), "inputs": ctx.form(ctx.analysis, p.sample)}
+    compared["outputs"] = p.compare
+    p.sample.input(**compared, show_progress="hidden", trigger_mode="always_last")
+    ctx.follow_analysis(**compared)
     p.scan.click(lambda d: scan(ctx, d), ctx.form(ctx.analysis), [p.scan_result, p.scan_add, p.scan_found])
     p.scan_add.click(
         lambda d: with_tokens(d[p.table], d[p.scan_found], True, d[ctx.lang]),
