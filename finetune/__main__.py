@@ -138,12 +138,22 @@ def _after_parsers(sub: argparse._SubParsersAction) -> None:
     """What to do with a trained run (finetune/inference.py, finetune/stops.py)."""
     chat = sub.add_parser("chat", help="talk to a run's model (streamed; each line of stdin is a turn)")
     check = sub.add_parser("check-stops", help="does the tuned model end its answers? writes stops.json")
-    for verb in (chat, check):
+    ev = sub.add_parser("eval", help="measure the tuned model (and its base) on held-out records: eval.json")
+    out = sub.add_parser("export", help="the adapter, or merged weights, ready to load or push to the Hub")
+    for verb in (chat, check, ev, out):
         verb.add_argument("run_dir", type=Path)
         verb.add_argument("--checkpoint", type=int, help="a complete checkpoint-N instead of final/")
     chat.add_argument("--base", action="store_true", help="the base model, with the run's template")
     chat.add_argument("--prompt", help="one message, answered, then exit (else read turns from stdin)")
     check.add_argument("--json", action="store_true", help="print stops.json")
+    ev.add_argument("--no-base", dest="base", action="store_false", help="skip the base model")
+    ev.add_argument("--samples", type=int, default=3, help="records shown with their answers (default 3)")
+    ev.add_argument("--json", action="store_true", help="print eval.json")
+    out.add_argument("--merge", action="store_true", help="merge the LoRA adapter into the base weights")
+    out.add_argument("--output", type=Path, help="where to write (default RUN_DIR/export[-merged])")
+    out.add_argument("--force", action="store_true", help="replace an --output folder that is not empty")
+    out.add_argument("--push", metavar="ORG/NAME", help="upload to this Hub repo (token: HF_TOKEN)")
+    out.add_argument("--public", dest="private", action="store_false", help="a public repo (default private)")
     sub.add_parser(
         "worker", help="the inference worker the page starts (JSON requests on stdin, a line each)"
     )
@@ -339,6 +349,28 @@ def cmd_check_stops(args: argparse.Namespace, rest: list[str]) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace, rest: list[str]) -> int:
+    from finetune import evaluate
+
+    run_dir = args.run_dir.resolve()
+    result = evaluate.run(run_dir, checkpoint=args.checkpoint, base=args.base, samples=args.samples)
+    print(json.dumps(result, indent=1, ensure_ascii=False) if args.json else evaluate.summary(result))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace, rest: list[str]) -> int:
+    from finetune import export
+
+    done = export.export(
+        args.run_dir.resolve(), checkpoint=args.checkpoint, merge=args.merge, output=args.output,
+        force=args.force, push=args.push, private=args.private, say=lambda line: print(line, file=sys.stderr),
+    )  # fmt: skip
+    print(done.folder)
+    if done.url:
+        print(done.url)
+    return 0
+
+
 def cmd_worker(args: argparse.Namespace, rest: list[str]) -> int:
     from finetune import worker
 
@@ -361,6 +393,8 @@ COMMANDS = {
     "runs": cmd_runs,
     "chat": cmd_chat,
     "check-stops": cmd_check_stops,
+    "eval": cmd_eval,
+    "export": cmd_export,
     "worker": cmd_worker,
 }
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from finetune import config as cfg
 from finetune import model, resume, rundir, templates
+from finetune import status as st
 from finetune.errors import JobError, ModelError
 
 FINAL_DIR = "final"
@@ -70,6 +71,20 @@ def weights_dir(run_dir: Path, checkpoint: int | None = None) -> Path:
     return newest
 
 
+def weights_step(run_dir: Path, weights: str) -> int | None:
+    """The optimizer step the weights were saved at (checkpoint-N: N; final/: its trainer_state.json)."""
+    if weights.startswith("checkpoint-"):
+        return resume.checkpoint_step(Path(run_dir) / weights)
+    state = st.read_json(Path(run_dir) / weights / "trainer_state.json")
+    return int(state["global_step"]) if state and "global_step" in state else None
+
+
+def available(run_dir: Path) -> list[str]:
+    """The weights a run can answer with, as the page lists them: final (when saved), then checkpoint-N."""
+    final = [FINAL_DIR] if (Path(run_dir) / FINAL_DIR / "config.json").is_file() else []
+    return final + [p.name for p in complete_checkpoints(run_dir)]
+
+
 def complete_checkpoints(run_dir: Path) -> list[Path]:
     found = [p for p in Path(run_dir).glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
     return sorted(found, key=resume.checkpoint_step)
@@ -93,7 +108,7 @@ def load(
     else:
         folder = weights_dir(run_dir, checkpoint)
         tokenizer = _tokenizer(folder)
-        net, label = _tuned(config, found, folder, tokenizer), folder.name
+        net, label = tuned_model(config, found, folder, tokenizer), folder.name
     if config.method != "qlora":  # a 4-bit model is placed on its GPU when it loads
         net.to(where)
     net.eval()
@@ -120,7 +135,7 @@ def _tokenizer(folder: Path) -> Any:
     return AutoTokenizer.from_pretrained(str(folder))  # the run's: its added tokens and pad
 
 
-def _tuned(config: cfg.Config, device: model.Device, folder: Path, tokenizer: Any) -> Any:
+def tuned_model(config: cfg.Config, device: model.Device, folder: Path, tokenizer: Any) -> Any:
     """An adapter on its base (embeddings resized to the run's tokenizer first), or the full weights."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
 

@@ -85,6 +85,15 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     write_text_atomic(path, json.dumps(data, ensure_ascii=False, indent=1))
 
 
+def read_json(path: Path) -> dict[str, Any] | None:
+    """A result file (stops.json, eval.json) as a dict; None while it does not exist or is unreadable."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def read(run_dir: str | Path) -> dict[str, Any]:
     """status.json as a dict ({} while it does not exist yet)."""
     try:

@@ -12,8 +12,6 @@ masked with the padding), or a base model trained with a chat template it never 
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +20,7 @@ from statistics import mean
 from typing import Any
 
 from finetune import inference, preflight, templates
+from finetune import status as st
 
 STOPS_FILE = "stops.json"
 WARN_BELOW = 0.9  # the share of stopped answers under which the page warns
@@ -80,7 +79,7 @@ def check(
         for prompt, reply in zip(
             chunk, inference.answers(loaded, [p.ask for p in chunk], settings), strict=True
         ):
-            answers.append({"prompt": _shown(prompt.ask), "answer": reply.text, "stopped": reply.stopped,
+            answers.append({"prompt": shown(prompt.ask), "answer": reply.text, "stopped": reply.stopped,
                             "tokens": reply.tokens, "reference": prompt.reference})  # fmt: skip
     tok = loaded.tokenizer
     stopped = sum(a["stopped"] for a in answers)
@@ -101,7 +100,7 @@ def check(
     return result | {"causes": causes(loaded, result)}
 
 
-def _shown(ask: list[dict[str, str]] | str) -> str:
+def shown(ask: list[dict[str, str]] | str) -> str:
     return (
         ask
         if isinstance(ask, str)
@@ -131,22 +130,19 @@ def causes(loaded: inference.Loaded, result: dict[str, Any]) -> list[str]:
     return found
 
 
+def file_name(weights: str) -> str:
+    return STOPS_FILE if weights == inference.FINAL_DIR else f"stops-{weights}.json"
+
+
 def write(run_dir: Path, result: dict[str, Any]) -> Path:
     """stops.json for final/, stops-checkpoint-N.json for a checkpoint; written whole or not at all."""
-    name = STOPS_FILE if result["weights"] == inference.FINAL_DIR else f"stops-{result['weights']}.json"
-    path = Path(run_dir) / name
-    tmp = path.with_name(f".{name}.tmp")
-    tmp.write_text(json.dumps(result, indent=1, ensure_ascii=False), encoding="utf-8")
-    os.replace(tmp, path)
+    path = Path(run_dir) / file_name(result["weights"])
+    st.write_json_atomic(path, result)
     return path
 
 
 def read(run_dir: Path, weights: str = inference.FINAL_DIR) -> dict[str, Any] | None:
-    name = STOPS_FILE if weights == inference.FINAL_DIR else f"stops-{weights}.json"
-    try:
-        return json.loads((Path(run_dir) / name).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
+    return st.read_json(Path(run_dir) / file_name(weights))
 
 
 def summary(result: dict[str, Any]) -> str:

@@ -10,6 +10,9 @@ Requests and what comes back (one JSON object a line; any failure -> {"error": .
                                                     -> {"piece": "..."} per piece, then {"reply": {...}}
     {"op": "classify", "slot": "tuned", "text": ...} -> {"labels": [[name, p], ...]}
     {"op": "check"}  (the stop check of the tuned model, finetune/stops.py) -> {"checked": {...}}
+    {"op": "evaluate", "run_dir": ..., "checkpoint": N|null, "base": bool} -> {"evaluated": eval.json}
+    {"op": "export", "run_dir": ..., "checkpoint": ..., "merge": bool, "force": bool, "push": "org/name"|null,
+     "private": bool} -> {"exported": {"folder": ..., "url": ..., "notes": [...]}}
 It exits when stdin closes (the dashboard stopped it, or went away) or after TUNEBOARD_WORKER_IDLE seconds
 (default 600) without a request, so an idle model gives its memory back. One worker at a time: on a GPU
 box it takes a GPU no run holds or waits for, else the CPU, and says so (never a GPU a training job needs).
@@ -82,8 +85,26 @@ def _handle(request: dict[str, Any], models: dict[str, Any], say: Any) -> None:
         say({"checked": {k: v for k, v in result.items() if k != "answers"}})
     elif op == "classify":
         say({"labels": inference.classify(_model(models, slot), request["text"])})
+    elif op in ("evaluate", "export"):
+        say(_after(op, request))
     else:
         raise JobError(f"unknown request {op!r}")
+
+
+def _after(op: str, request: dict[str, Any]) -> dict[str, Any]:
+    """Evaluate or export a run (finetune/evaluate.py, finetune/export.py): they load their own models."""
+    run_dir, checkpoint = Path(request["run_dir"]), request.get("checkpoint")
+    if op == "evaluate":
+        from finetune import evaluate
+
+        return {"evaluated": evaluate.run(run_dir, checkpoint=checkpoint, base=request.get("base", True))}
+    from finetune import export
+
+    done = export.export(
+        run_dir, checkpoint=checkpoint, merge=request["merge"], force=request["force"],
+        push=request.get("push"), private=request.get("private", True),
+    )  # fmt: skip
+    return {"exported": {"folder": str(done.folder), "url": done.url, "notes": done.notes}}
 
 
 def _model(models: dict[str, Any], slot: str) -> Any:
@@ -179,6 +200,12 @@ class Worker:
         with self.lock:
             (message,) = list(self._ask({"op": "check"}))
         return message["checked"]
+
+    def run(self, op: str, **request: Any) -> dict[str, Any]:
+        """A request with one answer (evaluate, export): what came back under its name."""
+        with self.lock:
+            (message,) = list(self._ask({"op": op, **request}))
+        return next(iter(message.values()))
 
     def classify(self, text: str) -> list[tuple[str, float]]:
         with self.lock:

@@ -61,6 +61,19 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory, tiny_llama: str) -> Path:
     return run_dir
 
 
+@pytest.fixture(scope="session")
+def lora_run(tmp_path_factory: pytest.TempPathFactory, tiny_llama: str) -> Path:
+    """The demo as a LoRA run with its new token <user_name> and a validation split, 6 steps: an adapter
+    that carries trained embedding rows (shared by test_inference, test_evaluate and test_export)."""
+    run_dir = tmp_path_factory.mktemp("lora") / "run"
+    result = run_cli(
+        "train", "presets/demo.yaml", "--method", "lora", "--training.max_steps", "6",
+        "--dataset.validation_split", "0.1", "--after.stop_check_prompts", "8", "--run-dir", str(run_dir),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run_dir
+
+
 def free_port() -> int:
     """A TCP port free on loopback right now (for a server a test starts)."""
     import socket

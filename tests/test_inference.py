@@ -82,24 +82,12 @@ def test_a_run_with_nothing_saved_yet_is_refused(tmp_path: Path, tiny_llama: str
     assert out.returncode == 2 and "neither final/ nor a complete checkpoint" in out.stderr
 
 
-def test_a_lora_adapter_with_a_new_token_reloads_on_its_base(tmp_path: Path, tiny_llama: str) -> None:
+def test_a_lora_adapter_with_a_new_token_reloads_on_its_base(lora_run: Path) -> None:
     """The adapter folder carries the resized embeddings (tokens.train_new_rows): reloaded on a fresh base,
     the new token's row is the trained one, not a new random row."""
     from safetensors.torch import load_file
 
-    run_dir = tmp_path / "lora"
-    args = [
-        "--method",
-        "lora",
-        "--training.max_steps",
-        "4",
-        "--after.stop_check",
-        "false",
-        "--run-dir",
-        str(run_dir),
-    ]
-    result = run_cli("train", DEMO, *args)
-    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = lora_run
     loaded = inference.load(run_dir)
     token = loaded.tokenizer.convert_tokens_to_ids("<user_name>")
     saved = load_file(str(run_dir / "final" / "adapter_model.safetensors"))

@@ -19,7 +19,7 @@ from gradio.utils import get_upload_folder
 from finetune import config as cfg
 from finetune import data, datafiles, paths, uploads
 from finetune.errors import Problem
-from finetune.ui import charts, i18n, previews, tokens_tab
+from finetune.ui import charts, eval_view, i18n, previews, tokens_tab
 from finetune.ui.context import Ctx, engine_problems, merge, problems_of
 
 ROLES = tuple(cfg.ColumnMap.model_fields)  # messages, prompt, completion, ..., system
@@ -54,6 +54,7 @@ class DatasetParts:
     preview_info: gr.Markdown | None = None
     preview: gr.Dataframe | None = None  # the first rows
     histogram: gr.HTML | None = None  # token lengths against max_length
+    balance: gr.HTML | None = None  # records per label (classification)
 
     def groups(self) -> list[Any]:
         """The source groups, in SOURCES' order."""
@@ -78,6 +79,7 @@ def build(ctx: Ctx) -> None:
     with gr.Row(equal_height=False):
         with gr.Column(scale=3):
             p.histogram = gr.HTML(elem_id="tb-histogram")
+            p.balance = gr.HTML(elem_id="tb-balance")  # a classification dataset's labels
         with gr.Column(scale=2):
             b.field("dataset.max_length", gr.Number, precision=0)
             b.field("dataset.validation_split", gr.Slider, minimum=0.0, maximum=0.5, step=0.01)
@@ -242,6 +244,15 @@ def _wire_summaries(ctx: Ctx) -> None:
         p.histogram,
     )
     ctx.follow_analysis(lambda d: _preview_info(ctx, d), {ctx.analysis, ctx.lang}, p.preview_info)
+    ctx.follow_analysis(
+        lambda d: eval_view.class_balance(
+            (d[ctx.analysis] or {}).get("classes") or [],
+            (d[ctx.analysis] or {}).get("classes_sampled"),
+            d[ctx.lang],
+        ),
+        {ctx.analysis, ctx.lang},
+        p.balance,
+    )
 
 
 def load_preview(ctx: Ctx, d: dict, new_path: str | None, fmt: str | None) -> dict:

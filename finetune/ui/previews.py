@@ -121,9 +121,31 @@ def _analyze(config: cfg.Config) -> dict[str, Any]:
         "specials": specials(ch.tokenizer_before),
         "new_tokens": report["new_tokens"],
         "missing_template_tokens": missing_template_tokens(ch),
+        "classes": class_counts(ch),
+        "bos": added_bos(ch.tokenizer),
+        "eos": ch.tokenizer.eos_token,
+        "packing": bool(config.training.packing),
+        "classes_sampled": len(ch.dataset.train) if len(ch.dataset.train) < ch.dataset.n_records else None,
         "warnings": list(report["warnings"]),
         "device": {"kind": device.kind, "name": device.name, "memory_gb": device.memory_gb},
     }
+
+
+def added_bos(tokenizer: Any) -> str | None:
+    """The BOS token the tokenizer writes before a plain text (None when it writes none)."""
+    ids = tokenizer("a")["input_ids"]
+    return (
+        tokenizer.bos_token
+        if ids and tokenizer.bos_token_id is not None and ids[0] == tokenizer.bos_token_id
+        else None
+    )
+
+
+def class_counts(ch: preflight.Checked) -> list[dict[str, Any]]:
+    """A classification dataset's labels with how many records each has (of those read), in label order."""
+    names = ch.dataset.label_names or []
+    counts = Counter(ch.dataset.train["label"]) if names else Counter()
+    return [{"label": name, "count": counts.get(i, 0)} for i, name in enumerate(names)]
 
 
 def detect_template(config: cfg.Config) -> str | None:
@@ -193,6 +215,8 @@ def _encode_record(
         (encoded,) = templates.encode(ch.tokenizer, ch.template, [messages], assistant_only=assistant_only)
         return encoded.ids, encoded.mask, round(len(encoded.ids) * scale)
     text, scale = preflight.clip_text(record["text"], budget)
+    if config.task == "text" and scale == 1 and ch.tokenizer.eos_token:
+        text += ch.tokenizer.eos_token  # what TRL appends to a whole text record, so the model learns its end
     ids = ch.tokenizer(text)["input_ids"]
     mask = [1] * len(ids) if config.task == "text" else [0] * len(ids)
     return ids, mask, round((len(ids) + 1) * scale)  # + the end-of-text token, as record_lengths counts it

@@ -1,5 +1,5 @@
-"""Section 6, Runs: every run in the data directory with state, start, duration and final loss; open one to
-see its curves, log and config, or several to overlay their curves.
+"""Section 6, Runs: every run in the data directory with state, start, duration, final loss and evaluation
+(eval.json, to compare runs); open one to see its curves, log and config, or several to overlay them.
 
     (built by finetune/ui/page.py; engine: finetune/runs.py)
 """
@@ -13,8 +13,8 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
-from finetune import jobs, runs
-from finetune.ui import charts, i18n, run_tab
+from finetune import evaluate, jobs, runs
+from finetune.ui import charts, eval_view, i18n, run_tab
 from finetune.ui.context import Ctx
 
 
@@ -118,7 +118,8 @@ def table(root: Path, lang: str) -> tuple[pd.DataFrame, str, list[str]]:
             jobs.reconcile(Path(run.path))
             run = runs.summarize(Path(run.path))
         listed.append(run)
-    heads = [i18n.t(lang, f"runs.col_{c}") for c in ("run", "state", "started", "duration", "steps", "loss")]
+    columns = ("run", "state", "started", "duration", "steps", "loss", "eval")
+    heads = [i18n.t(lang, f"runs.col_{c}") for c in columns]
     data = [
         [
             r.id,
@@ -127,12 +128,16 @@ def table(root: Path, lang: str) -> tuple[pd.DataFrame, str, list[str]]:
             runs.clock(r.duration),
             f"{r.step}/{r.max_steps}" if r.max_steps else "–",
             f"{r.final_loss:.4f}" if r.final_loss is not None else "–",
+            eval_view.headline(evaluate.read(Path(r.path))),
         ]
         for r in listed
     ]
+    count = i18n.t_md(lang, "runs.count", n=len(listed))
+    if any(row[-1].endswith(" *") for row in data):
+        count += "  \n" + i18n.t_md(lang, "runs.eval_mark")
     return (
         pd.DataFrame(data, columns=heads),
-        i18n.t_md(lang, "runs.count", n=len(listed)),  # a gr.Markdown
+        count,  # a gr.Markdown
         [r.id for r in listed],
     )
 

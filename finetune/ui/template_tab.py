@@ -239,12 +239,28 @@ def model_facts(a: dict[str, Any], lang: str) -> list[tuple[str, Any]]:
     ]
 
 
+def task_note(a: dict[str, Any], lang: str) -> str:
+    """What a task without a template does with a record; for text, its BOS/EOS and rows (packing or not)."""
+    if a.get("task") != "text":
+        return i18n.t(lang, f"template.task_{a.get('task')}")
+    eos = a.get("eos") or "-"
+    rows = i18n.t(lang, "template.text_packed" if a.get("packing") else "template.text_rows", eos=eos)
+    bos = (
+        i18n.t(lang, "template.text_bos", bos=a["bos"])
+        if a.get("bos")
+        else i18n.t(lang, "template.text_no_bos")
+    )
+    return " ".join(
+        [i18n.t(lang, "template.task_text"), bos, i18n.t(lang, "template.text_eos", eos=eos), rows]
+    )
+
+
 def _warnings(
     a: dict[str, Any], lang: str, *, sft: bool, mismatch: Any, own: Any, missing: list[str], trunc: Any
 ) -> list[str]:
     """Every warning in ``lang``: the task, a template that is not the model's own, tokens it lacks, records
     cut at max_length, then the engine's others."""
-    warnings = [] if sft else [i18n.t(lang, f"template.task_{a.get('task')}")]
+    warnings = [] if sft else [task_note(a, lang)]
     if mismatch:
         warnings.append(i18n.t(lang, "template.mismatch", own=own, picked=a.get("template")))
     if missing:

@@ -20,7 +20,8 @@ import gradio as gr
 from finetune import config as cfg
 from finetune import inference, runs, stops
 from finetune.errors import JobError, TuneboardError
-from finetune.ui import charts, i18n
+from finetune.ui import after_tab, charts, i18n
+from finetune.ui.after_tab import AfterParts
 from finetune.ui.context import Ctx
 from finetune.worker import Worker
 
@@ -52,6 +53,7 @@ class TryParts:
     send: gr.Button | None = None
     clear: gr.Button | None = None
     unload: gr.Button | None = None
+    after: AfterParts | None = None  # evaluate and export (finetune/ui/after_tab.py)
 
 
 def build(ctx: Ctx) -> None:
@@ -70,6 +72,7 @@ def build(ctx: Ctx) -> None:
             value="try.check",
         )
     _build_conversation(ctx, p)
+    p.after = after_tab.build(ctx)
 
 
 def _build_picker(ctx: Ctx, p: TryParts) -> None:
@@ -133,14 +136,7 @@ def _build_conversation(ctx: Ctx, p: TryParts) -> None:
 
 def runs_with_weights(root: Path) -> list[str]:
     """Runs that can answer: a final/ model or a complete checkpoint."""
-    return [r.id for r in runs.list_runs(root) if _weights_of(Path(r.path))]
-
-
-def _weights_of(run_dir: Path) -> list[str]:
-    found = [p.name for p in inference.complete_checkpoints(run_dir)]
-    return (
-        [inference.FINAL_DIR] if (run_dir / inference.FINAL_DIR / "config.json").is_file() else []
-    ) + found
+    return [r.id for r in runs.list_runs(root) if inference.available(Path(r.path))]
 
 
 def stops_html(run_dir: Path, weights: str, lang: str) -> str:
@@ -166,12 +162,14 @@ def chosen_run(root: Path, run_id: str | None, weights: str | None = None) -> Pa
     """The run (and weights) picked, checked against what is listed: a request naming anything else (a path,
     a run without weights) is refused, whatever the browser sent."""
     run_dir = root / str(run_id)
-    if run_id not in runs_with_weights(root) or (weights is not None and weights not in _weights_of(run_dir)):
+    if run_id not in runs_with_weights(root) or (
+        weights is not None and weights not in inference.available(run_dir)
+    ):
         raise JobError(f"no run {run_id!r} with weights {weights or 'final'!r} to answer with: pick one")
     return run_dir
 
 
-def _checkpoint(weights: str | None) -> int | None:
+def checkpoint_of(weights: str | None) -> int | None:
     return None if not weights or weights == inference.FINAL_DIR else int(weights.rsplit("-", 1)[1])
 
 
@@ -181,6 +179,7 @@ def _checkpoint(weights: str | None) -> int | None:
 def wire(ctx: Ctx) -> None:
     _wire_picking(ctx)
     _wire_talking(ctx)
+    after_tab.wire(ctx)
 
 
 def _wire_picking(ctx: Ctx) -> None:
@@ -196,8 +195,9 @@ def _wire_picking(ctx: Ctx) -> None:
         try:
             run_dir = chosen_run(ctx.runs_root, run_id)
         except TuneboardError:
-            return {p.weights: gr.update(choices=[], value=None), p.stops: "", p.status: ""}
-        weights = _weights_of(run_dir)
+            return {p.weights: gr.update(choices=[], value=None), p.stops: "", p.status: "",
+                    p.after.result: "", p.after.hold_out: gr.update(visible=False)}  # fmt: skip
+        weights = inference.available(run_dir)
         config = cfg.load(run_dir / "config.yaml")
         classify = config.task == "classification"
         out = {p.weights: gr.update(choices=weights, value=weights[0] if weights else None),
@@ -206,21 +206,26 @@ def _wire_picking(ctx: Ctx) -> None:
                p.chat_group: gr.update(visible=not classify),
                p.labels: gr.update(visible=classify, value=None),
                p.tuned: [], p.base: [], p.status: ""}  # fmt: skip
+        out[p.after.result], out[p.after.hold_out] = after_tab.shown(
+            run_dir, weights[0] if weights else None, lang
+        )
         for path, component in p.settings.items():
             out[component] = gr.update(value=cfg.get_path(config.model_dump(), path), visible=not classify)
         return out
 
     outs = [p.weights, p.stops, p.check, p.compare, p.chat_group, p.labels, p.tuned, p.base, p.status,
-            *p.settings.values()]  # fmt: skip
+            p.after.result, p.after.hold_out, *p.settings.values()]  # fmt: skip
     p.run.change(picked, [p.run, ctx.lang], outs, show_progress="hidden")
 
-    def weights_picked(run_id: str | None, weights: str | None, lang: str) -> str:
+    def weights_picked(run_id: str | None, weights: str | None, lang: str) -> tuple:
         try:
-            return stops_html(chosen_run(ctx.runs_root, run_id, weights), weights, lang)
+            run_dir = chosen_run(ctx.runs_root, run_id, weights)
         except TuneboardError:
-            return ""
+            return "", "", gr.update(visible=False)
+        return stops_html(run_dir, weights, lang), *after_tab.shown(run_dir, weights, lang)
 
-    p.weights.input(weights_picked, [p.run, p.weights, ctx.lang], p.stops, show_progress="hidden")
+    after = [p.after.result, p.after.hold_out]
+    p.weights.input(weights_picked, [p.run, p.weights, ctx.lang], [p.stops, *after], show_progress="hidden")
 
 
 def _wire_talking(ctx: Ctx) -> None:
@@ -247,7 +252,7 @@ def _wire_talking(ctx: Ctx) -> None:
             return gr.skip()
         try:
             run_dir = chosen_run(ctx.runs_root, run_id, weights)
-            p.worker.load("tuned", run_dir, _checkpoint(weights))
+            p.worker.load("tuned", run_dir, checkpoint_of(weights))
             p.worker.check_stops()
         except TuneboardError as exc:
             return f"<div class='tb-notes error'>{charts.esc(str(exc))}</div>"
@@ -280,7 +285,7 @@ def _converse(ctx: Ctx, ask: Ask, tuned: list, base: list) -> Iterator[tuple]:
             cfg.GenerationConfig(), dict(zip(SETTINGS, ask.values, strict=True))
         )
         classify = cfg.load(run_dir / "config.yaml").task == "classification"
-        status = _load(ctx, run_dir, _checkpoint(ask.weights), ask.compare and not classify, ask.lang)
+        status = _load(ctx, run_dir, checkpoint_of(ask.weights), ask.compare and not classify, ask.lang)
         if classify:
             yield tuned, base, dict(p.worker.classify(ask.message)), status, ""
             return

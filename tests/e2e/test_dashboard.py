@@ -173,8 +173,23 @@ def test_try_the_demo_beside_its_base_and_see_whether_it_stops(page: Page, shot,
     expect(base).to_contain_text("こんにちは、日本の首都はどこですか?")
     expect(page.locator("#tb-try-status")).to_contain_text("on cpu")
     shot(page, "7-try-side-by-side")
+    page.locator("#tb-evaluate").click()  # issue 11, Evaluate: in the worker, base vs tuned
+    result = page.locator("#tb-eval-result")
+    expect(result).to_contain_text("measured on 300 training records", timeout=120_000)
+    expect(result).to_contain_text("perplexity")
+    expect(result).to_contain_text("they flatter it")  # the demo has no validation split: labelled so
+    expect(page.locator("#tb-hold-out")).to_be_visible()
+    shot(page, "7-evaluate")
+    page.locator("#tb-export").click()  # Take it away: a full fine-tune, exported as it is
+    page.locator("#tb-export-go").click()
+    expect(page.locator("#tb-exported")).to_contain_text("Written to", timeout=120_000)
+    run_dir = runs.list_runs(runs.runs_root(app_home))[0].path
+    assert (Path(run_dir) / "export" / "README.md").is_file()
     app_log = app_home.parent / "dashboard-app.log"  # app_url's: the dashboard's own output
     assert "Loading weights" not in app_log.read_text(errors="replace")
+    open_tab(page, "runs")
+    evaluated = re.compile(r"loss \d+\.\d{3} \(base \d+\.\d{3}\) \*")  # *: on training records
+    expect(page.locator("#tb-runs-table")).to_contain_text(evaluated, timeout=30_000)
     open_tab(page, "dataset")
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -86,15 +87,86 @@ def test_classification_starts_from_the_demo_state(page: Page, app, shot) -> Non
     expect(page.get_by_role("option", name="<user_name>")).to_be_visible()  # the remove list is filled
     page.keyboard.press("Escape")
     shot(page, "walk-1-classification-tokens")
+    open_tab(page, "dataset")
+    balance = page.locator("#tb-class-balance")  # issue 11: the label list and how many records each has
+    expect(balance).to_contain_text("Class balance: 3 labels in 200 records")
+    for label in ("negative", "neutral", "positive"):
+        expect(balance).to_contain_text(label)
     run_dir = start_and_wait(page, app[1])
     config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
     assert config["task"] == "classification" and "tokens" not in config and "template" not in config
+    try_the_classifier(page, shot)
     open_tab(page, "dataset")
     pick(page, "Sample", "sample-chat")  # back to sft: the token is used again
     expect(page.get_by_role("radio", name="sft")).to_be_checked()
     open_tab(page, "tokens")
     expect(page.locator("#tb-tokens-note")).to_be_empty()
     open_tab(page, "dataset")
+
+
+def try_the_classifier(page: Page, shot) -> None:
+    """Issue 11 for classification: a typed text gets labels with probabilities; Evaluate shows accuracy,
+    macro-F1 and the confusion matrix as a plot."""
+    open_tab(page, "try")
+    expect(page.locator("#tb-try-weights input")).to_have_value("final", timeout=30_000)
+    message = page.locator("#tb-try-message textarea")
+    message.fill("This game made my day.")
+    message.press("Enter")
+    labels = page.locator("#tb-try-labels")
+    expect(labels).to_contain_text(re.compile("negative|neutral|positive"), timeout=120_000)
+    expect(labels).to_contain_text("%")
+    page.locator("#tb-evaluate").click()
+    result = page.locator("#tb-eval-result")
+    expect(result).to_contain_text(re.compile(r"accuracy \d\.\d{3} · macro-F1 \d\.\d{3}"), timeout=120_000)
+    matrix = page.locator("#tb-confusion svg")
+    expect(matrix).to_be_visible()
+    assert matrix.locator("rect").count() == 9  # 3 true labels × 3 predicted
+    shot(page, "walk-1-classification-evaluated")
+    open_tab(page, "dataset")
+
+
+def test_a_text_run_shows_its_sequences_trains_and_continues_a_text(page: Page, app, shot) -> None:
+    """Issue 11, the text task through the page: the record as the model reads it (BOS, the EOS training
+    appends, one record a row), a run, and the result continuing a typed text with no chat template."""
+    pick(page, "Sample", "sample-text")
+    expect(page.get_by_role("radio", name="text")).to_be_checked()
+    open_tab(page, "model")
+    warnings = page.locator("#tb-template-warnings")
+    expect(warnings).to_contain_text("Task text uses no chat template")
+    expect(warnings).to_contain_text("training ends each record with <|eot_id|>")  # the tiny model's EOS
+    expect(warnings).to_contain_text("Each record is its own row")
+    expect(page.locator("#tb-rendered")).to_contain_text("<|eot_id|>")  # the EOS, a token of the record
+    shot(page, "walk-text-sequences")
+    open_tab(page, "hparams")
+    box = page.get_by_label("Max steps", exact=True)
+    box.fill("8")
+    box.press("Enter")
+    expect(page.locator("#tb-steps-explain")).to_contain_text("max_steps 8")
+    before = {r.id for r in runs.list_runs(runs.runs_root(app[1]))}
+    open_tab(page, "run")
+    page.locator("#tb-start").click()  # the Run section still says the classifier finished: wait on the run
+    deadline = time.monotonic() + 180
+    while (
+        not (new := {r.id: r.state for r in runs.list_runs(runs.runs_root(app[1])) if r.id not in before})
+        or "finished" not in new.values()
+    ):
+        assert time.monotonic() < deadline and "failed" not in new.values(), new
+        time.sleep(0.5)
+    (new,) = new
+    open_tab(page, "try")
+    box = page.locator("#tb-try-run input")  # still on the classifier picked before: pick the text run
+    box.click()
+    page.locator(f"#{box.get_attribute('aria-controls')}").get_by_role("option", name=new, exact=True).click()
+    expect(box).to_have_value(new)
+    message = page.locator("#tb-try-message textarea")
+    message.fill("The weather today")
+    message.press("Enter")
+    expect(page.locator("#tb-try-status")).to_contain_text("Tuned model:", timeout=120_000)
+    expect(page.locator("#tb-chat-tuned")).to_contain_text("The weather today")
+    shot(page, "walk-text-continued")
+    page.locator("#tb-reset").click()  # back to the demo for the next walk
+    open_tab(page, "dataset")
+    expect(page.get_by_text("300 training records")).to_be_visible()
 
 
 def test_unrecognised_columns_open_the_mapping_with_every_role(page: Page, files, shot) -> None:
