@@ -26,7 +26,7 @@ from typing import Any
 
 from finetune import config as cfg
 from finetune import inference, model, rundir, runs
-from finetune.errors import JobError
+from finetune.errors import JobError, ModelError
 
 VLLM_NOTE = (
     "this adapter carries trained embedding rows for the tokens the run added; serving engines such as vLLM "
@@ -67,6 +67,8 @@ def export(
     target = Path(output) if output else run_dir / ("export-merged" if merge else "export")
     _check_target(target, force)
     token = _token() if push else None
+    if adapter:
+        check_fits(config, weights)
     notes = [VLLM_NOTE] if adapter and not merge and carries_embeddings(weights) else []
     for note in notes:
         say(f"note: {note}")
@@ -127,6 +129,30 @@ def carries_embeddings(folder: Path) -> bool:
         return False
     with safe_open(str(path), framework="pt") as f:
         return any(("embed_tokens" in k or "lm_head" in k) and "lora_" not in k for k in f.keys())  # noqa: SIM118
+
+
+def check_fits(config: cfg.Config, weights: Path) -> None:
+    """An adapter loads only on a base of the shape it trained on (its hidden size, read from the saved
+    embeddings or the attention projections' LoRA matrices): else every server refuses it later."""
+    from safetensors import safe_open
+
+    base = model.load_config(config.model)
+    hidden = (base.get_text_config() if hasattr(base, "get_text_config") else base).hidden_size
+    width = None
+    with safe_open(str(weights / ADAPTER_FILES[0]), framework="pt") as f:
+        for key in f.keys():  # noqa: SIM118 - safe_open has no __iter__
+            shape = f.get_slice(key).get_shape()
+            if "embed_tokens" in key and "lora_" not in key:
+                width = shape[1]
+            elif "q_proj.lora_A" in key and width is None:
+                width = shape[1]  # (r, in_features): q_proj reads the hidden state
+    if width is not None and width != hidden:
+        raise ModelError(
+            "model.name_or_path",
+            f"the adapter in {weights} was trained on a base of hidden size {width}; "
+            f"{config.model.name_or_path!r} has {hidden}: it does not fit; point model.name_or_path at the "
+            "model the run trained from",
+        )
 
 
 def write_folder(run_dir: Path, config: cfg.Config, weights: Path, folder: Path, *, merge: bool) -> None:

@@ -5,7 +5,8 @@ compare) and answers. The page talks to it through :class:`Worker`; it never loa
     .venv/bin/pytest tests/test_worker.py -q
 
 Requests and what comes back (one JSON object a line; any failure -> {"error": ..., "field": ...}):
-    {"op": "load", "slot": "tuned"|"base", "run_dir": ..., "checkpoint": N|null} -> {"loaded": {...}}
+    {"op": "load", "slot": "tuned"|"base", "run_dir": ..., "checkpoint": N|null, "base": bool}
+                                                    -> {"loaded": {...}}  (base: default slot == "base")
     {"op": "answer", "slot": ..., "ask": messages|text, "settings": {...}}
                                                     -> {"piece": "..."} per piece, then {"reply": {...}}
     {"op": "classify", "slot": "tuned", "text": ...} -> {"labels": [[name, p], ...]}
@@ -70,7 +71,8 @@ def _handle(request: dict[str, Any], models: dict[str, Any], say: Any) -> None:
     if op == "load":
         started = time.perf_counter()
         run_dir = Path(request["run_dir"])
-        models[slot] = inference.load(run_dir, checkpoint=request.get("checkpoint"), base=slot == "base")
+        base = request.get("base", slot == "base")  # the "base" slot may hold another run's model instead
+        models[slot] = inference.load(run_dir, checkpoint=request.get("checkpoint"), base=base)
         loaded = models[slot]
         say({"loaded": {"weights": loaded.weights, "device": loaded.device, "task": loaded.config.task,
                         "seconds": round(time.perf_counter() - started, 2)}})  # fmt: skip
@@ -125,7 +127,7 @@ class Worker:
         self.proc: subprocess.Popen | None = None
         self.device_note: str | None = None  # "gpus_busy": every GPU is training, so the CPU answers
         self.device: str | None = None  # where the loaded model answers
-        self.loaded: dict[str, tuple[str, int | None]] = {}  # slot -> (run_dir, checkpoint) it holds
+        self.loaded: dict[str, tuple] = {}  # slot -> (run_dir, checkpoint, base) it holds
         self.lock = threading.Lock()
         self.pending = False  # a request's messages are still coming
 
@@ -167,13 +169,23 @@ class Worker:
             if not self.pending:
                 return
 
-    def load(self, slot: str, run_dir: Path, checkpoint: int | None = None) -> dict[str, Any] | None:
-        """Load ``run_dir``'s model into ``slot`` unless it is there already (None then)."""
-        key = (str(run_dir), checkpoint)
+    def load(
+        self, slot: str, run_dir: Path, checkpoint: int | None = None, *, base: bool | None = None
+    ) -> dict[str, Any] | None:
+        """Load ``run_dir``'s model into ``slot`` unless it is there already (None then). ``base``: its base
+        model (default: in the "base" slot), else the tuned one."""
+        base = slot == "base" if base is None else base
+        key = (str(run_dir), checkpoint, base)
         with self.lock:
             if self.proc is not None and self.proc.poll() is None and self.loaded.get(slot) == key:
                 return None
-            request = {"op": "load", "slot": slot, "run_dir": str(run_dir), "checkpoint": checkpoint}
+            request = {
+                "op": "load",
+                "slot": slot,
+                "run_dir": str(run_dir),
+                "checkpoint": checkpoint,
+                "base": base,
+            }
             (message,) = list(self._ask(request))
             self.loaded[slot], self.device = key, message["loaded"]["device"]
             return message["loaded"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import shutil
 import threading
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import torch
 from conftest import run_cli
 
 from finetune import export, inference, rundir, templates
-from finetune.errors import JobError
+from finetune.errors import JobError, ModelError
 
 CHAT = [
     {"role": "system", "content": "You are concise."},
@@ -118,6 +119,24 @@ def test_refusals_come_before_anything_is_written(
     assert forced.returncode == 0, forced.stderr[-2000:]
     assert (taken / "model.safetensors").is_file() and not (taken / "keep.txt").exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary folder left
+
+
+def test_an_adapter_on_a_base_of_another_shape_is_refused(
+    lora_run: Path, tiny_llama: str, tmp_path: Path
+) -> None:
+    """The run's base was replaced by a model of another hidden size: refused by name, nothing written."""
+    other = tmp_path / "other-base"
+    shutil.copytree(tiny_llama, other)
+    settings = json.loads((other / "config.json").read_text(encoding="utf-8"))
+    settings["hidden_size"] *= 2
+    (other / "config.json").write_text(json.dumps(settings), encoding="utf-8")
+    run = tmp_path / "run"
+    shutil.copytree(lora_run, run, ignore=shutil.ignore_patterns("export*", "checkpoint-*"))
+    config = (run / "config.yaml").read_text(encoding="utf-8").replace("builtin:tiny-llama", str(other))
+    (run / "config.yaml").write_text(config, encoding="utf-8")
+    with pytest.raises(ModelError, match="hidden size .* it does not fit; point model.name_or_path"):
+        export.export(run, output=tmp_path / "out")
+    assert not (tmp_path / "out").exists()
 
 
 class Refusing(http.server.BaseHTTPRequestHandler):

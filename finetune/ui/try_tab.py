@@ -41,6 +41,7 @@ class TryParts:
     run: gr.Dropdown | None = None  # runs that have weights to answer with
     weights: gr.Dropdown | None = None  # final / checkpoint-N
     compare: gr.Checkbox | None = None  # the base model answers too
+    other: gr.Dropdown | None = None  # ... or another run's final model does, to compare two runs
     settings: dict[str, Any] = field(default_factory=dict)  # SETTINGS' paths -> component
     status: gr.Markdown | None = None  # what answers, where
     stops: gr.HTML | None = None  # the stop check of the picked weights
@@ -88,6 +89,9 @@ def _build_picker(ctx: Ctx, p: TryParts) -> None:
             gr.Checkbox(True, label=i18n.t("en", "try.compare"), scale=1, elem_id="tb-try-compare"),
             label="try.compare",
         )
+        other = gr.Dropdown([], value=None, label=i18n.t("en", "try.other"),
+                            info=i18n.t("en", "try.other_help"), scale=2, elem_id="tb-try-other")  # fmt: skip
+        p.other = tx.add(other, label="try.other", info="try.other_help")
 
 
 def _setting(ctx: Ctx, path: str, cls: Any, extra: dict[str, Any]) -> Any:
@@ -158,6 +162,16 @@ def stops_html(run_dir: Path, weights: str, lang: str) -> str:
     return f"<div class='tb-notes warn' id='tb-stops-warn'>{body}</div>"
 
 
+def others(root: Path, chosen: str | None, other: str | None) -> Any:
+    """The runs that can answer beside ``chosen`` (their final model): every other run with a final/."""
+    ids = [
+        r
+        for r in runs_with_weights(root)
+        if r != chosen and inference.FINAL_DIR in inference.available(root / r)
+    ]
+    return gr.update(choices=[("—", "")] + [(r, r) for r in ids], value=other if other in ids else "")
+
+
 def chosen_run(root: Path, run_id: str | None, weights: str | None = None) -> Path:
     """The run (and weights) picked, checked against what is listed: a request naming anything else (a path,
     a run without weights) is refused, whatever the browser sent."""
@@ -185,11 +199,23 @@ def wire(ctx: Ctx) -> None:
 def _wire_picking(ctx: Ctx) -> None:
     p = ctx.try_
 
-    def listed(chosen: str | None) -> Any:
+    def listed(chosen: str | None, other: str | None) -> tuple[Any, Any]:
         ids = runs_with_weights(ctx.runs_root)
-        return gr.update(choices=ids, value=chosen if chosen in ids else (ids[0] if ids else None))
+        chosen = chosen if chosen in ids else (ids[0] if ids else None)
+        return gr.update(choices=ids, value=chosen), others(ctx.runs_root, chosen, other)
 
-    gr.on([ctx.tab["try"].select, p.run.focus], listed, p.run, p.run, show_progress="hidden")
+    gr.on(
+        [ctx.tab["try"].select, p.run.focus],
+        listed,
+        [p.run, p.other],
+        [p.run, p.other],
+        show_progress="hidden",
+    )
+
+    def beside(other: str | None, lang: str) -> Any:
+        return gr.update(label=other or i18n.t(lang, "try.base"))
+
+    p.other.change(beside, [p.other, ctx.lang], p.base, show_progress="hidden")
 
     def picked(run_id: str | None, lang: str) -> dict[Any, Any]:
         try:
@@ -206,6 +232,7 @@ def _wire_picking(ctx: Ctx) -> None:
                p.chat_group: gr.update(visible=not classify),
                p.labels: gr.update(visible=classify, value=None),
                p.tuned: [], p.base: [], p.status: ""}  # fmt: skip
+        out[p.other] = others(ctx.runs_root, run_id, None) | {"visible": not classify}
         out[p.after.result], out[p.after.hold_out] = after_tab.shown(
             run_dir, weights[0] if weights else None, lang
         )
@@ -214,7 +241,7 @@ def _wire_picking(ctx: Ctx) -> None:
         return out
 
     outs = [p.weights, p.stops, p.check, p.compare, p.chat_group, p.labels, p.tuned, p.base, p.status,
-            p.after.result, p.after.hold_out, *p.settings.values()]  # fmt: skip
+            p.after.result, p.after.hold_out, p.other, *p.settings.values()]  # fmt: skip
     p.run.change(picked, [p.run, ctx.lang], outs, show_progress="hidden")
 
     def weights_picked(run_id: str | None, weights: str | None, lang: str) -> tuple:
@@ -230,12 +257,13 @@ def _wire_picking(ctx: Ctx) -> None:
 
 def _wire_talking(ctx: Ctx) -> None:
     p = ctx.try_
-    inputs = [p.run, p.weights, p.compare, p.message, p.tuned, p.base, ctx.lang, *p.settings.values()]
+    inputs = [p.run, p.weights, p.compare, p.other, p.message, p.tuned, p.base, ctx.lang,
+              *p.settings.values()]  # fmt: skip
     outputs = [p.tuned, p.base, p.labels, p.status, p.message]
 
-    def send(run_id: str | None, weights: str | None, compare: bool, message: str, tuned: list | None,
-             base: list | None, lang: str, *values: Any) -> Iterator[tuple]:  # fmt: skip
-        ask = Ask(run_id, weights, bool(compare), message or "", lang, values)
+    def send(run_id: str | None, weights: str | None, compare: bool, other: str | None, message: str,
+             tuned: list | None, base: list | None, lang: str, *values: Any) -> Iterator[tuple]:  # fmt: skip
+        ask = Ask(run_id, weights, bool(compare), message or "", lang, values, other or None)
         yield from _converse(ctx, ask, tuned or [], base or [])
 
     gr.on([p.send.click, p.message.submit], send, inputs, outputs, concurrency_limit=1)
@@ -271,6 +299,7 @@ class Ask:
     message: str
     lang: str
     values: tuple  # the SETTINGS components' values, in order
+    other: str | None = None  # another run whose final model answers in the second box, instead of the base
 
 
 def _converse(ctx: Ctx, ask: Ask, tuned: list, base: list) -> Iterator[tuple]:
@@ -285,18 +314,24 @@ def _converse(ctx: Ctx, ask: Ask, tuned: list, base: list) -> Iterator[tuple]:
             cfg.GenerationConfig(), dict(zip(SETTINGS, ask.values, strict=True))
         )
         classify = cfg.load(run_dir / "config.yaml").task == "classification"
-        status = _load(ctx, run_dir, checkpoint_of(ask.weights), ask.compare and not classify, ask.lang)
+        other = (
+            chosen_run(ctx.runs_root, ask.other, inference.FINAL_DIR) if ask.other and not classify else None
+        )
+        second = bool(other) or (ask.compare and not classify)
+        status = _load(ctx, run_dir, checkpoint_of(ask.weights), second, ask.lang, other)
         if classify:
             yield tuned, base, dict(p.worker.classify(ask.message)), status, ""
             return
-        for slot, history in [("tuned", tuned), *([("base", base)] if ask.compare else [])]:
+        for slot, history in [("tuned", tuned), *([("base", base)] if second else [])]:
             question = [*_plain(history), {"role": "user", "content": ask.message}]
             history.extend([{"role": "user", "content": ask.message}, {"role": "assistant", "content": ""}])
             for item in p.worker.answer(slot, question, settings):
                 if "piece" in item:
                     history[-1]["content"] += item["piece"]
                 else:
-                    status += " " + _ending(item["reply"], slot, ask.lang)
+                    status += " " + _ending(
+                        item["reply"], other.name if other and slot == "base" else slot, ask.lang
+                    )
                 yield tuned, base, gr.skip(), status, ""
     except TuneboardError as exc:
         yield tuned, base, gr.skip(), f"⚠ {charts.md_text(str(exc))}", gr.skip()
@@ -306,11 +341,15 @@ def _plain(history: list[dict[str, Any]]) -> list[dict[str, str]]:
     return [{"role": m["role"], "content": str(m["content"])} for m in history]
 
 
-def _load(ctx: Ctx, run_dir: Path, checkpoint: int | None, compare: bool, lang: str) -> str:
-    """Have the worker hold the run's model (and its base); the status line says where it answers."""
+def _load(ctx: Ctx, run_dir: Path, checkpoint: int | None, compare: bool, lang: str,
+          other: Path | None = None) -> str:  # fmt: skip
+    """Have the worker hold the run's model (and its base, or another run's model in the second slot);
+    the status line says where it answers."""
     p = ctx.try_
     p.worker.load("tuned", run_dir, checkpoint)
-    if compare:
+    if other is not None:
+        p.worker.load("base", other, base=False)
+    elif compare:
         p.worker.load("base", run_dir)
     device = p.worker.device or "cpu"
     note = i18n.t(lang, "try.gpus_busy") if p.worker.device_note == "gpus_busy" else ""
@@ -320,5 +359,6 @@ def _load(ctx: Ctx, run_dir: Path, checkpoint: int | None, compare: bool, lang: 
 def _ending(reply: dict[str, Any], slot: str, lang: str) -> str:
     key = "try.ended_stop" if reply["stopped"] else "try.ended_limit"
     first = reply["first_token_seconds"]
-    return i18n.t(lang, key, who=i18n.t(lang, f"try.{slot}"), tokens=reply["tokens"],
+    who = i18n.t(lang, f"try.{slot}") if slot in ("tuned", "base") else slot  # or another run's id
+    return i18n.t(lang, key, who=who, tokens=reply["tokens"],
                   first=f"{first:.2f}" if first is not None else "-")  # fmt: skip

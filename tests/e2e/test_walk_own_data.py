@@ -158,6 +158,7 @@ def test_a_text_run_shows_its_sequences_trains_and_continues_a_text(page: Page, 
     box.click()
     page.locator(f"#{box.get_attribute('aria-controls')}").get_by_role("option", name=new, exact=True).click()
     expect(box).to_have_value(new)
+    page.locator("#tb-try-compare input").uncheck()  # the tuned model alone: a completion is enough here
     message = page.locator("#tb-try-message textarea")
     message.fill("The weather today")
     message.press("Enter")

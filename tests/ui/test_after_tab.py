@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from finetune import config as cfg
 from finetune import evaluate
-from finetune.ui import eval_view, page, runs_tab
+from finetune.ui import eval_view, page, runs_tab, try_tab
 from ui.test_bad_input_page import handler
 
 HOSTILE = "<img src=x onerror=alert(1)>"
@@ -48,10 +49,11 @@ def test_an_export_request_names_a_listed_run_and_a_hub_repo_only(built, monkeyp
     monkeypatch.delenv("HF_TOKEN", raising=False)
     assert "HF_TOKEN" in run_export(lora.name, "final", False, False, "me/model", True, "ja")
     assert not list(lora.glob("export*"))  # each refusal came before anything was written
-    said = run_export(lora.name, "final", True, False, "", True, "en")  # the real worker merges it
-    assert said.startswith(f"Written to `{lora / 'export-merged'}`"), said
-    assert (lora / "export-merged" / "model.safetensors").is_file()
-    again = plain(run_export(lora.name, "final", True, False, "", True, "en"))
+    said = run_export(lora.name, "final", False, False, "", True, "en")  # in the real worker
+    assert said.startswith(f"Written to `{lora / 'export'}`"), said
+    assert "vLLM do not load such adapters" in plain(said)  # the note, on the page too
+    assert (lora / "export" / "adapter_model.safetensors").is_file()
+    again = plain(run_export(lora.name, "final", False, False, "", True, "en"))
     assert "exists and is not empty" in again and "Replace an earlier export" in again
     full = plain(run_export("20260101-000000-demo", "final", True, False, "", True, "en"))
     assert "nothing to merge" in full
@@ -64,9 +66,27 @@ def test_evaluate_in_the_worker_says_training_records_and_offers_a_split(built) 
     assert "they flatter it" in html and hold_out["visible"] is True
     assert "base model" in html and "–" in html  # the base was not measured: a dash, not a number
     table, count, _ = runs_tab.table(ctx.runs_root, "en")
-    assert table.iloc[:, -1].tolist()[-1].endswith(" *") and "measured on training records" in count
     listed = dict(zip(table.iloc[:, 0], table.iloc[:, -1], strict=True))
+    assert listed["20260101-000000-demo"].endswith(" *") and "measured on training records" in count
     assert listed["20260101-000001-lora"] == "–"  # not evaluated yet
+
+
+def test_two_runs_answer_side_by_side_and_only_listed_ones(built) -> None:
+    """Try it's "beside another run": the second box holds the other run's final model, not a base."""
+    blocks, ctx = built
+    demo, lora = "20260101-000000-demo", "20260101-000001-lora"
+    listed = try_tab.others(ctx.runs_root, lora, None)
+    assert listed["choices"] == [("—", ""), (demo, demo)] and listed["value"] == ""
+    assert try_tab.others(ctx.runs_root, lora, "../" + demo)["value"] == ""  # an unlisted pick is dropped
+    settings = [cfg.field_info(path).default for path in try_tab.SETTINGS]
+    settings[0] = 6  # max_new_tokens: a few tokens each are enough here
+    send = handler(blocks, "send")
+    *_, last = send(lora, "final", True, demo, "こんにちは", [], [], "en", *settings)
+    tuned, other, _, status, _ = last
+    assert "Tuned model:" in status and f"{demo}:" in status and "Base model" not in status
+    assert other[-1]["role"] == "assistant" and tuned[-1]["role"] == "assistant"
+    *_, refused = send(lora, "final", True, "../" + demo, "hi", [], [], "en", *settings)
+    assert "pick one" in refused[3]
 
 
 def test_the_views_escape_labels_and_answers() -> None:
