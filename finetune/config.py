@@ -16,6 +16,8 @@ import copy
 import dataclasses
 import difflib
 import functools
+import json
+import os
 import typing
 from pathlib import Path
 from typing import Any, Literal
@@ -537,7 +539,36 @@ class Config(Section):
 @functools.cache
 def library_defaults() -> dict[str, Any]:
     """Every field `trl.SFTConfig` accepts (a superset of `TrainingArguments`) and its default: what an unset
-    ``training.*`` value becomes (for task sft; effective.py says where Tuneboard or the task differ)."""
+    ``training.*`` value becomes (for task sft; effective.py says where Tuneboard or the task differ).
+
+    Importing trl takes seconds, and every config check needs these names: they are kept in the cache folder,
+    keyed by the trl and transformers versions that define them, so only the first start pays.
+    """
+    cached = _library_cache()
+    try:
+        return json.loads(cached.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        pass
+    out = _read_library_defaults()
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_name(f".{cached.name}.{os.getpid()}")
+        tmp.write_text(json.dumps(out), encoding="utf-8")
+        os.replace(tmp, cached)  # whole or not at all: another process may be reading it
+    except (OSError, TypeError, ValueError):
+        pass  # a read-only cache: read trl again next time
+    return out
+
+
+def _library_cache() -> Path:
+    from importlib.metadata import version
+
+    from finetune.builtin import cache_root
+
+    return cache_root() / f"sft-config-trl{version('trl')}-transformers{version('transformers')}.json"
+
+
+def _read_library_defaults() -> dict[str, Any]:
     from trl import SFTConfig  # heavy: imported when a config is first checked, not when this module is
 
     out: dict[str, Any] = {}
@@ -546,7 +577,7 @@ def library_defaults() -> dict[str, Any]:
             default = f.default if f.default is not dataclasses.MISSING else None
             out[f.name] = getattr(default, "value", default)
     out["warmup_ratio"] = out.get("warmup_ratio") or 0.0  # transformers 5 folded it into warmup_steps
-    return out
+    return json.loads(json.dumps(out, default=str))  # the same values whether read from trl or the cache
 
 
 def library_fields() -> set[str]:
