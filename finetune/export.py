@@ -171,17 +171,15 @@ def write_folder(run_dir: Path, config: cfg.Config, weights: Path, folder: Path,
         generation_config(config, tokenizer, template).save_pretrained(str(folder))
     from finetune import card, figures
 
-    curves = {"training loss": runs.series(runs.read_metrics(run_dir), "loss")}
-    curves["validation loss"] = runs.series(runs.read_metrics(run_dir), "eval_loss")
+    rows = runs.read_metrics(run_dir)
+    curves = {"training loss": runs.series(rows, "loss"), "validation loss": runs.series(rows, "eval_loss")}
     if curves["training loss"]:
         figures.loss_png(curves, folder / card.LOSS_PNG)
     (folder / "README.md").write_text(card.render(run_dir, config, weights, merged=merge), encoding="utf-8")
 
 
 def _tokenizer(weights: Path, template: Any) -> Any:
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(str(weights))  # the run's: its added tokens and pad
+    tokenizer = inference.run_tokenizer(weights)
     if template is not None:
         tokenizer.chat_template = template.source  # the exact template the run trained with
     return tokenizer

@@ -107,7 +107,7 @@ def load(
         net, label = model.load_model(config, found), "base"
     else:
         folder = weights_dir(run_dir, checkpoint)
-        tokenizer = _tokenizer(folder)
+        tokenizer = run_tokenizer(folder)
         net, label = tuned_model(config, found, folder, tokenizer), folder.name
     if config.method != "qlora":  # a 4-bit model is placed on its GPU when it loads
         net.to(where)
@@ -129,7 +129,7 @@ def from_model(run_dir: Path, config: cfg.Config, net: Any, tokenizer: Any, temp
     return loaded
 
 
-def _tokenizer(folder: Path) -> Any:
+def run_tokenizer(folder: Path) -> Any:
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(str(folder))  # the run's: its added tokens and pad
