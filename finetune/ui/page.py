@@ -178,15 +178,17 @@ def _header(lang: str) -> str:
 
 def _wire_language(ctx: Ctx, demo: gr.Blocks) -> None:
     texts, radio, stored = ctx.texts, ctx.page.lang_radio, ctx.page.stored_lang
+    stale = gr.State(False)  # the drop zone on screen was drawn in another language
 
     def set_lang(lang: str) -> list[Any]:
         lang = i18n.pick_lang(lang)
-        return [lang, lang, *texts.updates(lang)]
+        return [lang, lang, True, *texts.updates(lang)]
 
-    upload = ctx.dataset.upload
-    radio.input(
-        set_lang, radio, [ctx.lang, stored, *texts.components], show_progress="hidden", js=LOCALE_JS
-    ).then(**_redraw(upload, visible=False)).then(**_redraw(upload, visible=True))
+    redraw = _redraw_upload(ctx, stale)
+    outputs = [ctx.lang, stored, stale, *texts.components]
+    radio.input(set_lang, radio, outputs, show_progress="hidden", js=LOCALE_JS).then(**redraw[0]).then(
+        **redraw[1]
+    )
     ctx.lang.change(
         lambda d: ctx.show_problems(d, problems_of(d[ctx.analysis])),
         ctx.form(ctx.analysis),
@@ -195,20 +197,32 @@ def _wire_language(ctx: Ctx, demo: gr.Blocks) -> None:
     )
 
     def on_load(stored_lang: str, request: gr.Request) -> list[Any]:
-        lang = i18n.pick_lang(stored_lang, request.headers.get("accept-language") if request else None)
+        accept = request.headers.get("accept-language") if request else None
+        lang = i18n.pick_lang(stored_lang, accept)
+        drawn = i18n.pick_lang(None, accept)  # Gradio draws its own texts in the browser's language
         if lang == i18n.DEFAULT_LANG:
-            return [lang, lang, *[gr.skip()] * len(texts.components)]
-        return [lang, lang, *texts.updates(lang)]
+            return [lang, lang, lang != drawn, *[gr.skip()] * len(texts.components)]
+        return [lang, lang, lang != drawn, *texts.updates(lang)]
 
-    demo.load(on_load, stored, [ctx.lang, radio, *texts.components], show_progress="hidden").then(
+    demo.load(on_load, stored, [ctx.lang, radio, stale, *texts.components], show_progress="hidden").then(
         None, radio, radio, js=LOCALE_JS
-    ).then(**_redraw(upload, visible=False)).then(**_redraw(upload, visible=True))
+    ).then(**redraw[0]).then(**redraw[1])
 
 
-def _redraw(component: Any, *, visible: bool) -> dict[str, Any]:
-    """Half of redrawing ``component``: Gradio draws a File's drop-zone text once, in the language of that
-    moment, so after a switch it is hidden (taken off the page) and shown again."""
-    return {"fn": lambda: gr.update(visible=visible), "outputs": component, "show_progress": "hidden"}
+def _redraw_upload(ctx: Ctx, stale: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The two steps that redraw the drop zone after a language switch: Gradio draws a File's own texts
+    once, in the language of that moment, so it is hidden (taken off the page) and shown again. Only when
+    its language changed and its group is on screen: a redraw drops a file being uploaded that moment, and
+    a hidden group's File is off the page anyway, drawn afresh when the group shows."""
+    p = ctx.dataset
+
+    def step(visible: bool) -> dict[str, Any]:
+        def fn(is_stale: bool, source: str) -> Any:
+            return gr.update(visible=visible) if is_stale and source == "upload" else gr.skip()
+
+        return {"fn": fn, "inputs": [stale, p.source], "outputs": p.upload, "show_progress": "hidden"}
+
+    return step(False), step(True)
 
 
 def _wire_tabs(ctx: Ctx, demo: gr.Blocks) -> None:

@@ -154,6 +154,21 @@ def test_gradio_queue_and_progress_words_in_japanese(browser, url: str, tmp_path
     assert [text for text in texts if re.search(r"[A-Za-z]{2,}", text)] == []
 
 
+def test_the_drop_zone_on_screen_follows_a_language_switch(browser, url: str, tmp_path: Path) -> None:
+    """Gradio draws the drop zone's own texts once: on screen during a switch, it is drawn again in the
+    new language (and back), and a file dropped after the switch loads."""
+    with opened(browser, url) as page:
+        page.get_by_label("Upload a file").check()
+        zone = page.locator("#tb-upload")
+        expect(zone).to_contain_text("Drop File Here")
+        page.get_by_label("日本語").check()
+        expect(zone).to_contain_text("ファイルをここにドロップ")
+        page.get_by_label("English").check()
+        expect(zone).to_contain_text("Drop File Here", timeout=30_000)
+        zone.locator("input[type=file]").set_input_files(str(faq_table(tmp_path)))
+        expect(page.get_by_text("30 training records")).to_be_visible()
+
+
 def test_learning_rate_and_accumulation_explained_with_the_current_numbers(page: Page, shot) -> None:
     """Issue 9: each hyperparameter has a folded plain-words explanation (finetune/explain/ja.yaml) under it;
     the effective-batch arithmetic follows the numbers in the form."""
