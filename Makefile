@@ -19,8 +19,8 @@ test: setup-dev browser
 demo: setup  ## the engine alone: train presets/demo.yaml on the CLI
 	$(BIN)/python -m finetune train presets/demo.yaml
 
-bench: setup
-	$(BIN)/python bench/bench_train.py
+bench: setup-dev browser  ## plain TRL vs the CLI vs the dashboard, interleaved (ARGS="--quick" or "--repeats 3")
+	$(BIN)/python bench/run.py $(ARGS)
 
 bench-memory: setup-dev browser  ## the page under big uploads and hostile templates (REF=HEAD~1 to compare)
 	$(BIN)/python bench/bench_memory.py $(if $(REF),--against $(REF))

@@ -353,7 +353,8 @@ class TrainingConfig(BaseModel):
     gradient_checkpointing: bool | None = Field(
         None,
         title="Gradient checkpointing",
-        description="Recompute activations in the backward pass: less memory, ~30% slower.",
+        description="Recompute activations in the backward pass: less memory, ~30% slower. Unset = on only "
+        "when the memory estimate says the run would not fit without it.",
     )
     optim: str | None = Field(
         None, title="Optimizer", description="Optimizer, e.g. adamw_torch_fused, adamw_8bit, sgd."
@@ -428,6 +429,20 @@ class TrainingConfig(BaseModel):
     )
     packing: bool | None = Field(
         None, title="Packing", description="Pack several short records into one sequence (SFT)."
+    )
+    train_sampling_strategy: Literal["random", "sequential", "group_by_length", "batch_rebalance"] | None = (
+        Field(
+            None,
+            title="Batch order",
+            description="How records are drawn into batches; group_by_length batches records of similar "
+            "length, so less padding. Unset = group_by_length where batches are padded, else random.",
+        )
+    )
+    padding_free: bool | None = Field(
+        None,
+        title="Padding-free",
+        description="Put a batch's records in one row with no padding (SFT). Unset = on with FlashAttention "
+        "on a GPU, whose kernel keeps the records apart; else off.",
     )
 
     @model_validator(mode="after")

@@ -17,7 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from finetune import speed
 from finetune.config import Config, ConfigError, flatten, set_path
+from finetune.model import Device
 
 RUN_DIR_PLACEHOLDER = "RUN_DIR"
 
@@ -39,8 +41,16 @@ def args_class(config: Config) -> type:
     return SFTConfig
 
 
-def training_kwargs(config: Config, *, cuda: bool, bf16_ok: bool, has_eval: bool) -> dict[str, Value]:
-    """The keyword arguments for the args class, each with its source."""
+def device_of(cuda: bool, bf16_ok: bool, memory_gb: float | None) -> Device:
+    """The device the values are for: a CUDA GPU (bf16 or not, with its memory) or the CPU."""
+    return Device("cuda", "GPU", bf16_ok, memory_gb) if cuda else Device("cpu", "CPU", False, None)
+
+
+def training_kwargs(
+    config: Config, *, cuda: bool, bf16_ok: bool, has_eval: bool, memory_gb: float | None = None
+) -> dict[str, Value]:
+    """The keyword arguments for the args class, each with its source. ``memory_gb``: the GPU's memory
+    (the speed choices size activation checkpointing by it; the machine's RAM on a CPU)."""
     kw: dict[str, Value] = {}
     given = config.training.model_dump(exclude_none=True)
     for name, value in given.items():
@@ -50,6 +60,7 @@ def training_kwargs(config: Config, *, cuda: bool, bf16_ok: bool, has_eval: bool
         kw[name] = Value(f"training.{name}", value, f"tuneboard: {why}")
 
     _precision(config, kw, derive, cuda=cuda, bf16_ok=bf16_ok)
+    _speed(config, kw, derive, device_of(cuda, bf16_ok, memory_gb))
     _checkpointing_names(config, kw)
     if "warmup_ratio" in kw:
         ratio = kw.pop("warmup_ratio")
@@ -108,6 +119,24 @@ def _precision(config: Config, kw: dict[str, Value], derive, *, cuda: bool, bf16
         derive("tf32", bf16_ok, "auto: on for Ampere and newer GPUs")
 
 
+def _speed(config: Config, kw: dict[str, Value], derive, device: Device) -> None:
+    """finetune/speed.py's choices for what the config leaves unset."""
+    batch = kw["per_device_train_batch_size"].value if "per_device_train_batch_size" in kw else None
+    batch = batch or _field_default(args_class(config), "per_device_train_batch_size") or 1
+    if config.task != "classification" and "padding_free" not in kw:
+        free = speed.padding_free(config, speed.attn_implementation(config, device))
+        if free:
+            derive("padding_free", free.value, free.why)
+    padding_free = bool(kw["padding_free"].value) if "padding_free" in kw else False
+    sampling = speed.sampling(config, batch, padding_free)
+    if sampling and "train_sampling_strategy" not in kw:
+        derive("train_sampling_strategy", sampling.value, sampling.why)
+    if not any(name in kw for name in (*RENAMED, *RENAMED.values())):
+        checkpointing = speed.checkpointing(config, device, batch)
+        if checkpointing:
+            derive("activation_checkpointing", checkpointing.value, checkpointing.why)
+
+
 # transformers 5 renamed these and warns on the old names (TRL 1.16's SFTConfig sets the old one by default),
 # so the library always gets the new name; configs keep the seed's name, training.gradient_checkpointing.
 RENAMED = {
@@ -136,8 +165,16 @@ def _field_default(cls: type, name: str) -> Any:
     return None if found is None or found.default is dataclasses.MISSING else found.default
 
 
-def training_args(config: Config, run_dir: str, *, cuda: bool, bf16_ok: bool, has_eval: bool) -> Any:
-    kw = training_kwargs(config, cuda=cuda, bf16_ok=bf16_ok, has_eval=has_eval)
+def training_args(
+    config: Config,
+    run_dir: str,
+    *,
+    cuda: bool,
+    bf16_ok: bool,
+    has_eval: bool,
+    memory_gb: float | None = None,
+) -> Any:
+    kw = training_kwargs(config, cuda=cuda, bf16_ok=bf16_ok, has_eval=has_eval, memory_gb=memory_gb)
     values = {name: v.value for name, v in kw.items()}
     try:
         return args_class(config)(output_dir=run_dir, **values)
@@ -146,17 +183,20 @@ def training_args(config: Config, run_dir: str, *, cuda: bool, bf16_ok: bool, ha
 
 
 def effective(
-    config: Config, *, cuda: bool = False, bf16_ok: bool = False, has_eval: bool | None = None
+    config: Config,
+    *,
+    cuda: bool = False,
+    bf16_ok: bool = False,
+    has_eval: bool | None = None,
+    memory_gb: float | None = None,
 ) -> list[Value]:
     """Every value the run uses: our schema's sections, then every field of the trainer arguments."""
     if has_eval is None:
         has_eval = config.dataset.validation_split > 0
-    rows = [
-        Value(path, value, config.source(path))
-        for path, value in flatten(config.model_dump(mode="json", exclude={"training"})).items()
-    ]
-    kw = training_kwargs(config, cuda=cuda, bf16_ok=bf16_ok, has_eval=has_eval)
-    args = training_args(config, RUN_DIR_PLACEHOLDER, cuda=cuda, bf16_ok=bf16_ok, has_eval=has_eval)
+    device = dict(cuda=cuda, bf16_ok=bf16_ok, has_eval=has_eval, memory_gb=memory_gb)
+    rows = _section_rows(config, device_of(cuda, bf16_ok, memory_gb))
+    kw = training_kwargs(config, **device)
+    args = training_args(config, RUN_DIR_PLACEHOLDER, **device)
     library = args_class(config).__name__
     for f in dataclasses.fields(args):
         if not f.init or f.name in {"hub_token"}:
@@ -168,6 +208,18 @@ def effective(
         if f.name == "output_dir":
             source = "tuneboard: the run directory"
         rows.append(Value(f"training.{f.name}", value, source))
+    return rows
+
+
+def _section_rows(config: Config, device: Device) -> list[Value]:
+    """The schema's own sections (model, dataset, ...), with the attention kernel finetune/speed.py picks."""
+    rows = []
+    attention = speed.attention(config, device)
+    for path, value in flatten(config.model_dump(mode="json", exclude={"training"})).items():
+        if path == "model.attn_implementation" and attention:
+            rows.append(Value(path, attention.value, f"tuneboard: {attention.why}"))
+        else:
+            rows.append(Value(path, value, config.source(path)))
     return rows
 
 

@@ -98,10 +98,10 @@ def lm_loss(config: Config, checked: preflight.Checked, net: Any, records: Any) 
     from transformers.trainer_callback import PrinterCallback
     from trl import SFTTrainer
 
-    from finetune import train
+    from finetune import encoding
 
     disable_progress_bar()  # TRL's label building for a few records; the CLI prints one summary
-    data = train.tokenized(config, checked, records) if config.task == "sft" else records
+    data = encoding.tokenized(config, checked, records) if config.task == "sft" else records
     with tempfile.TemporaryDirectory() as out:
         trainer = SFTTrainer(
             model=net,
@@ -125,7 +125,7 @@ def eval_args(config: Config, out: str) -> Any:
     values = {
         name: v.value
         for name, v in effective.training_kwargs(
-            config, cuda=device.kind == "cuda", bf16_ok=device.bf16, has_eval=True
+            config, cuda=device.kind == "cuda", bf16_ok=device.bf16, has_eval=True, memory_gb=device.memory_gb
         ).items()
     }
     values |= {"report_to": "none", "eval_strategy": "no", "save_strategy": "no", "logging_strategy": "no"}

@@ -115,13 +115,16 @@ def torch_dtype(cfg: ModelConfig, device: Device) -> Any:
     return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[choice]
 
 
-def load_model(config: Config, device: Device, num_labels: int | None = None) -> Any:
-    """The base model, on ``device``, quantized for qlora; LoRA is added by the trainer via peft_config."""
+def load_model(
+    config: Config, device: Device, num_labels: int | None = None, attn_implementation: str | None = None
+) -> Any:
+    """The base model, on ``device``, quantized for qlora; LoRA is added by the trainer via peft_config.
+    ``attn_implementation``: the kernel finetune/speed.py chose (config.model's, unless unset)."""
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
     kwargs = _common_kwargs(config.model) | {"dtype": torch_dtype(config.model, device)}
-    if config.model.attn_implementation:
-        kwargs["attn_implementation"] = config.model.attn_implementation
+    if attn_implementation or config.model.attn_implementation:
+        kwargs["attn_implementation"] = attn_implementation or config.model.attn_implementation
     if config.method == "qlora":
         kwargs["quantization_config"] = quantization_config(device)
         kwargs["device_map"] = {"": 0}

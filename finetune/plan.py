@@ -17,7 +17,7 @@ import os
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from finetune import data, effective, model, preflight
+from finetune import data, effective, memory, model, preflight
 
 
 @dataclass(frozen=True)
@@ -131,37 +131,6 @@ def steps_from_args(records: int, args: Any, devices: int = 1) -> Steps:
 
 # Records kept in memory for a plan or the page's previews; every record is still read, checked and counted.
 SAMPLE = 5000
-BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "4bit": 0.55}  # 4-bit: nf4 weights plus quantization constants
-
-
-def memory_gb(
-    params: int,
-    *,
-    trainable: int,
-    weight_dtype: str,
-    batch_size: int,
-    seq_len: int,
-    hidden: int,
-    layers: int,
-    checkpointing: bool,
-) -> dict[str, float]:
-    """A rough peak-memory estimate in GiB; real use varies +-30% with kernels and fragmentation.
-
-    weights at their dtype; gradients + AdamW's two moments in fp32 for the trainable parameters; activations
-    ~ batch x seq x hidden x layers x (2 bytes x 2 with checkpointing, x 16 without).
-    """
-    weights = params * BYTES[weight_dtype]
-    optimizer = trainable * (4 + 8)
-    per_layer = 4 if checkpointing else 32
-    activations = batch_size * seq_len * hidden * layers * per_layer
-    total = weights + optimizer + activations
-    gib = 2**30
-    return {
-        "weights": weights / gib,
-        "gradients_and_optimizer": optimizer / gib,
-        "activations": activations / gib,
-        "total": total / gib,
-    }
 
 
 def report(config: Any, checked: Any = None) -> dict[str, Any]:
@@ -174,7 +143,12 @@ def report(config: Any, checked: Any = None) -> dict[str, Any]:
     has_eval = checked.dataset.n_eval > 0
     cuda = device.kind == "cuda"
     args = effective.training_args(
-        config, effective.RUN_DIR_PLACEHOLDER, cuda=cuda, bf16_ok=device.bf16, has_eval=has_eval
+        config,
+        effective.RUN_DIR_PLACEHOLDER,
+        cuda=cuda,
+        bf16_ok=device.bf16,
+        has_eval=has_eval,
+        memory_gb=device.memory_gb,
     )
     lengths = preflight.record_lengths(checked)
     stats = data.length_stats(lengths, config.dataset.max_length) if lengths else {}
@@ -185,7 +159,9 @@ def report(config: Any, checked: Any = None) -> dict[str, Any]:
     if config.training.push_to_hub and not _has_token():
         warnings.append("training.push_to_hub is on but HF_TOKEN is not set in the environment")
     return {
-        "effective": effective.effective(config, cuda=cuda, bf16_ok=device.bf16, has_eval=has_eval),
+        "effective": effective.effective(
+            config, cuda=cuda, bf16_ok=device.bf16, has_eval=has_eval, memory_gb=device.memory_gb
+        ),
         "device": device,
         "dataset": {
             "layout": checked.dataset.layout,
@@ -198,7 +174,12 @@ def report(config: Any, checked: Any = None) -> dict[str, Any]:
         "template": checked.template.id if checked.template else None,
         "new_tokens": [checked.tokenizer.convert_ids_to_tokens(i) for i in checked.token_changes.new_ids],
         "steps": steps_from_args(checked.dataset.n_train, args, config.launch.num_processes),
-        "memory": memory_estimate(config, device, args, checked),
+        "memory": memory.estimate(
+            config,
+            device,
+            batch_size=args.per_device_train_batch_size,
+            checkpointing=bool(args.gradient_checkpointing),
+        ),
         "warnings": warnings,
     }
 
@@ -290,48 +271,6 @@ def model_family(model_config: Any) -> dict[str, Any] | None:
 
 def _has_token() -> bool:
     return bool(os.environ.get("HF_TOKEN"))
-
-
-def memory_estimate(config: Any, device: Any, args: Any, checked: Any = None) -> dict[str, float] | None:
-    """Count parameters on the meta device (no weights loaded) and estimate peak memory."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
-
-    try:
-        cfg = model.load_config(config.model)
-        auto = AutoModelForSequenceClassification if config.task == "classification" else AutoModelForCausalLM
-        with torch.device("meta"):
-            net = auto.from_config(cfg, trust_remote_code=config.model.trust_remote_code)
-    except Exception:  # noqa: BLE001 - an estimate is optional; never fail plan over it
-        return None
-    params = sum(p.numel() for p in net.parameters())
-    trainable = params if config.method == "full" else _lora_params(net, config.lora.r)
-    dtype = (
-        "4bit" if config.method == "qlora" else str(model.torch_dtype(config.model, device)).split(".")[-1]
-    )
-    dtype = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}.get(dtype, dtype)
-    text = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
-    return memory_gb(
-        params,
-        trainable=trainable,
-        weight_dtype=dtype,
-        batch_size=args.per_device_train_batch_size,
-        seq_len=config.dataset.max_length,
-        hidden=getattr(text, "hidden_size", 0),
-        layers=getattr(text, "num_hidden_layers", 0),
-        checkpointing=bool(args.gradient_checkpointing),
-    ) | {"params": params, "trainable": trainable}
-
-
-def _lora_params(net: Any, r: int) -> int:
-    import torch
-
-    head = net.get_output_embeddings()
-    return sum(
-        r * (m.in_features + m.out_features)
-        for m in net.modules()
-        if isinstance(m, torch.nn.Linear) and m is not head
-    )
 
 
 def format_report(rep: dict[str, Any]) -> str:

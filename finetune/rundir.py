@@ -65,6 +65,12 @@ def pinned(run_dir: Path) -> Pinned | None:
     return Pinned(template, family)
 
 
+def first_effective(run_dir: Path) -> dict[str, Any]:
+    """effective_config.yaml as the run's first attempt wrote it ({} before that)."""
+    path = run_dir / EFFECTIVE
+    return (load_yaml(path.read_text(encoding="utf-8")) or {}) if path.is_file() else {}
+
+
 def definition_files(config: Config, template: Template | None, family: dict | None) -> dict[str, str]:
     """The files that define a run, by name (effective_config.yaml is train.py's: it needs the device)."""
     files = {CONFIG: config_text(config), FAMILY: dump_yaml(family)}

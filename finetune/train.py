@@ -11,7 +11,7 @@ What it does, in order:
    makes the new token rows trainable in the input embedding and the output head.
 4. Trains with TRL's SFTTrainer (sft, text) or transformers' Trainer (classification), writing
    metrics.jsonl, TensorBoard events under RUN_DIR/tensorboard, and checkpoint-N folders. Conversations reach
-   TRL already tokenized, with their loss mask, by the sandboxed renderer the preview uses (tokenized()).
+   TRL already tokenized, with their loss mask, by the renderer the preview uses (cached: encoding.py).
 5. Saves the model or adapter + tokenizer + trainer_state.json to RUN_DIR/final.
 SIGTERM / Ctrl-C stop at the end of the current step with a checkpoint (state ``stopped``); any exception
 marks the run ``failed`` with a one-line reason and the last log lines. Refused: qlora without a CUDA GPU and
@@ -31,6 +31,7 @@ from typing import Any
 from finetune import (
     callbacks,
     effective,
+    encoding,
     failures,
     inference,
     jobs,
@@ -41,8 +42,8 @@ from finetune import (
     procs,
     rundir,
     runs,
+    speed,
     stops,
-    templates,
     tokens,
 )
 from finetune import resume as resume_mod
@@ -198,7 +199,11 @@ def write_run_files(run_dir: Path, config: Config, checked: preflight.Checked, d
     """The files that define the run (finetune/rundir.py), each written whole, once: a resumed attempt
     finds them and changes none; a full or read-only disk leaves no half-written run directory."""
     rows = effective.effective(  # first: it refuses what the device cannot do (bf16 on a CPU)
-        config, cuda=device.kind == "cuda", bf16_ok=device.bf16, has_eval=checked.dataset.eval is not None
+        config,
+        cuda=device.kind == "cuda",
+        bf16_ok=device.bf16,
+        has_eval=checked.dataset.eval is not None,
+        memory_gb=device.memory_gb,
     )
     files = rundir.definition_files(config, checked.template, checked.family)
     files[rundir.EFFECTIVE] = dump_yaml(effective.as_yaml_dict(rows))
@@ -223,10 +228,17 @@ def build_trainer(
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(run_dir / "tensorboard")
     has_eval = checked.dataset.eval is not None
     args = effective.training_args(
-        config, str(run_dir), cuda=device.kind == "cuda", bf16_ok=device.bf16, has_eval=has_eval
+        config,
+        str(run_dir),
+        cuda=device.kind == "cuda",
+        bf16_ok=device.bf16,
+        has_eval=has_eval,
+        memory_gb=device.memory_gb,
     )
+    _first_order(args, run_dir)
     num_labels = len(checked.dataset.label_names or []) or None
-    net = model.load_model(config, device, num_labels=num_labels)
+    attn = speed.attn_implementation(config, device)
+    net = model.load_model(config, device, num_labels=num_labels, attn_implementation=attn)
     tokens.resize_and_init(net, checked.tokenizer, checked.token_changes, config.tokens.init)
     net.config.pad_token_id = checked.tokenizer.pad_token_id
     if config.method != "full":
@@ -239,7 +251,8 @@ def build_trainer(
 
     train, evals = checked.dataset.train, checked.dataset.eval
     if config.task == "sft":
-        train, evals = tokenized(config, checked, train), evals and tokenized(config, checked, evals)
+        train = encoding.tokenized(config, checked, train)
+        evals = evals and encoding.tokenized(config, checked, evals)
     trainer = SFTTrainer(
         model=net,
         args=args,
@@ -251,22 +264,13 @@ def build_trainer(
     return _quiet(trainer), stopper, recorder
 
 
-def tokenized(config: Config, checked: preflight.Checked, ds: Any) -> Any:
-    """Conversations as input_ids (+ assistant_masks) from templates.encode, the sandboxed renderer the page
-    and ``plan`` use: TRL trains on exactly what the preview showed, and never runs the template itself.
-    TRL still builds the labels from the mask, truncates to max_length and drops records left without loss."""
-    assistant_only = config.template.train_on == "assistant"
-
-    def encode(batch: dict[str, list]) -> dict[str, list]:
-        done = templates.encode(
-            checked.tokenizer, checked.template, batch["messages"], assistant_only=assistant_only
-        )
-        out = {"input_ids": [e.ids for e in done]}
-        return out | ({"assistant_masks": [e.mask for e in done]} if assistant_only else {})
-
-    return ds.map(
-        encode, batched=True, batch_size=templates.BATCH, remove_columns=ds.column_names, desc="Tokenizing"
-    )
+def _first_order(args: Any, run_dir: Path) -> None:
+    """A resumed run keeps the batch order of its first attempt (effective_config.yaml, written once): the
+    Trainer skips the batches already trained on, which only means the same records in the same order."""
+    first = (rundir.first_effective(run_dir).get("training") or {}).get("train_sampling_strategy")
+    if first and first != args.train_sampling_strategy:
+        print(f"batch order: {first}, as in the run's first attempt", flush=True)
+        args.train_sampling_strategy = first
 
 
 # The trainers of a multi-process run, held until os._exit (main): freeing one frees DDP's reducer, which

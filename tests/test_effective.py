@@ -19,7 +19,7 @@ DEMO = ROOT / "presets" / "demo.yaml"
 def test_gradient_checkpointing_reaches_the_library_by_its_current_name(tiny_llama: str):
     """transformers 5 warns on training.gradient_checkpointing (TRL sets it by default): it gets the new
     name, activation_checkpointing, and the config keeps the seed's."""
-    for given, expected in ((None, True), (False, False), (True, True)):  # unset: TRL's default, on
+    for given, expected in ((None, False), (False, False), (True, True)):  # unset: fits, off (speed.py)
         cfg = config.load(DEMO, {"training.gradient_checkpointing": given})
         with warnings.catch_warnings():
             warnings.simplefilter("error", FutureWarning)

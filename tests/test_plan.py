@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import run_cli
 
-from finetune import config, plan
+from finetune import config, memory, plan
 
 DEMO = "presets/demo.yaml"
 
@@ -106,7 +106,7 @@ def test_no_records_means_no_steps():
 
 def test_memory_estimate_counts_weights_and_optimizer():
     gib = 2**30
-    full = plan.memory_gb(
+    full = memory.memory_gb(
         gib,
         trainable=gib,
         weight_dtype="bf16",
@@ -118,7 +118,7 @@ def test_memory_estimate_counts_weights_and_optimizer():
     )
     assert full["weights"] == pytest.approx(2)
     assert full["gradients_and_optimizer"] == pytest.approx(12)
-    lora = plan.memory_gb(
+    lora = memory.memory_gb(
         gib, trainable=0, weight_dtype="4bit", batch_size=1, seq_len=1, hidden=1, layers=1, checkpointing=True
     )
     assert lora["weights"] < 1 and lora["gradients_and_optimizer"] == 0

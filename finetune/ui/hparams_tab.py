@@ -188,6 +188,9 @@ def _build_advanced(ctx: Ctx) -> None:
         b.field("training.gradient_checkpointing", gr.Dropdown, convert="tristate", choices=TRISTATE)
         b.field("training.packing", gr.Dropdown, convert="tristate", choices=TRISTATE)
     with gr.Row():
+        b.field("training.train_sampling_strategy", gr.Dropdown, convert="auto")
+        b.field("training.padding_free", gr.Dropdown, convert="tristate", choices=TRISTATE)
+    with gr.Row():
         b.field("training.bf16", gr.Dropdown, convert="tristate", choices=TRISTATE)
         b.field("training.fp16", gr.Dropdown, convert="tristate", choices=TRISTATE)
         b.field("training.tf32", gr.Dropdown, convert="tristate", choices=TRISTATE)

@@ -17,7 +17,7 @@ from collections import Counter, OrderedDict
 from typing import Any
 
 from finetune import config as cfg
-from finetune import data, effective, model, plan, preflight, templates, tokens
+from finetune import data, effective, memory, model, plan, preflight, templates, tokens
 
 _LOCK = threading.Lock()  # guards _CACHE and _BUILDING; never held while something is built
 _CACHE: OrderedDict[str, Any] = OrderedDict()
@@ -295,27 +295,26 @@ def summary(config: cfg.Config, records: int) -> dict[str, Any]:
     bf16_ok = bool(device and device.bf16)
     has_eval = config.dataset.validation_split > 0
     args = effective.training_args(
-        config, effective.RUN_DIR_PLACEHOLDER, cuda=cuda, bf16_ok=bf16_ok, has_eval=has_eval
+        config,
+        effective.RUN_DIR_PLACEHOLDER,
+        cuda=cuda,
+        bf16_ok=bf16_ok,
+        has_eval=has_eval,
+        memory_gb=device.memory_gb if device else None,
     )
     steps = plan.steps_from_args(records, args, config.launch.num_processes)
-    memory = None
-    if device is not None:
-        memory_key = "memory:" + json.dumps(
-            [
-                config.model.model_dump(mode="json"),
-                config.method,
-                config.task,
-                config.lora.r,
-                args.per_device_train_batch_size,
-                config.dataset.max_length,
-                bool(args.gradient_checkpointing),
-            ]
+    memory_use = None
+    if device is not None:  # the model is counted once per model config (memory.estimate caches it)
+        memory_use = memory.estimate(
+            config,
+            device,
+            batch_size=args.per_device_train_batch_size,
+            checkpointing=bool(args.gradient_checkpointing),
         )
-        memory = _cached(memory_key, lambda: plan.memory_estimate(config, device, args))  # meta device only
     return {
         "steps": steps.as_dict(),
         "schedule": lr_schedule(args, steps.optimizer_steps),
-        "memory": memory,
+        "memory": memory_use,
         "device": {"kind": device.kind, "name": device.name, "memory_gb": device.memory_gb}
         if device
         else None,

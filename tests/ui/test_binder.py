@@ -44,9 +44,9 @@ def test_every_choice_in_the_page_is_the_schemas_literal(ctx) -> None:
         extra = [] if "auto" in options or shown[:1] != ["auto"] else ["auto"]
         assert shown == [*extra, *options], path
         checked.append(path)
-    # task, method, layout, format, dtype, train_on, init, pad, save_strategy, eval_strategy, launch strategy
-    # (+ the column roles, which are the schema's ColumnMap fields: dataset_tab.ROLES)
-    assert len(checked) == 11, checked
+    # task, method, layout, format, dtype, train_on, init, pad, save_strategy, eval_strategy,
+    # train_sampling_strategy, launch strategy (+ the column roles: the schema's ColumnMap, dataset_tab.ROLES)
+    assert len(checked) == 12, checked
 
 
 def test_slider_bounds_come_from_the_schema(ctx) -> None:

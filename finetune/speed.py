@@ -1,0 +1,85 @@
+"""What makes a run fast: the values Tuneboard chooses where a config leaves them unset, each with its reason.
+
+    python -m finetune plan presets/demo.yaml     # each shows among the effective values as "tuneboard: ..."
+
+Each choice is safe where it is made and yields to the config: set the field to keep the library's way
+(``training.train_sampling_strategy: random``, ``training.gradient_checkpointing: true``,
+``training.padding_free: false``, ``model.attn_implementation: sdpa``).
+
+- Records of similar length share a batch (transformers' ``group_by_length`` sampler): a batch is padded
+  to its longest record, so mixing short and long records wastes most of the compute on padding.
+- Activation checkpointing (TRL's SFTConfig turns it on by default, ~30% slower) only when the memory
+  estimate without it would not fit the device (finetune/memory.py).
+- On a CUDA GPU with FlashAttention installed: its kernel, and padding-free batches (every record of a
+  batch in one row, kept apart by position_ids through the variable-length kernel). Without such a kernel,
+  records in one row would attend to each other, so padding-free stays off; on a CPU, longer rows were
+  measured slower than padded ones anyway, since attention cost grows with row length.
+- Already the library's defaults, so shown as such: fused AdamW (``adamw_torch_fused``, torch >= 2.8),
+  bf16 / tf32 where the GPU has them (finetune/effective.py).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from typing import Any
+
+from finetune import memory
+
+FLASH = "flash_attention_2"
+ESTIMATE_MARGIN = 1.25  # the memory estimate can be this much too low (finetune/memory.py: +-30%)
+
+
+@dataclass(frozen=True)
+class Choice:
+    value: Any
+    why: str
+
+
+def sampling(config: Any, batch_size: int, padding_free: bool) -> Choice | None:
+    """Length-grouped batches, where a batch is padded (more than one record, no packing)."""
+    if config.training.packing or padding_free or batch_size < 2:
+        return None
+    return Choice("group_by_length", "records of similar length share a batch, so batches carry less padding")
+
+
+def checkpointing(config: Any, device: Any, batch_size: int) -> Choice | None:
+    """Activation checkpointing from the memory estimate: on only when the run would not fit without it."""
+    without = memory.estimate(config, device, batch_size=batch_size, checkpointing=False)
+    if without is None:
+        return None
+    room = memory.available_gb(device)
+    where = "the GPU's" if device.kind == "cuda" else "the machine's"
+    need = without["total"] * ESTIMATE_MARGIN
+    estimate = f"the memory estimate without it (~{need:.1f} GiB with a 25% margin)"
+    if need <= room:
+        return Choice(False, f"{estimate} fits {where} {room:.0f} GiB: recomputing would only cost time")
+    return Choice(True, f"{estimate} exceeds {where} {room:.0f} GiB")
+
+
+def attention(config: Any, device: Any) -> Choice | None:
+    """FlashAttention on a CUDA GPU where it is installed and the weights are half precision."""
+    dtype = memory.weights_dtype(config, device)
+    if config.model.attn_implementation or device.kind != "cuda" or dtype not in ("bf16", "fp16"):
+        return None
+    if not installed("flash_attn"):
+        return None
+    return Choice(FLASH, "flash-attn is installed and the GPU trains in half precision")
+
+
+def installed(package: str) -> bool:
+    return importlib.util.find_spec(package) is not None
+
+
+def padding_free(config: Any, attn: str | None) -> Choice | None:
+    """No padding at all, where the attention kernel keeps the records of one row apart."""
+    if config.task == "classification" or config.training.packing or attn != FLASH:
+        return None
+    return Choice(True, f"{FLASH} keeps the records of a row apart (variable-length kernel)")
+
+
+def attn_implementation(config: Any, device: Any) -> str | None:
+    """The attention kernel the model loads with: the config's, else :func:`attention`'s, else None (sdpa,
+    transformers' own default)."""
+    chosen = attention(config, device)
+    return config.model.attn_implementation or (chosen.value if chosen else None)

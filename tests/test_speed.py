@@ -1,0 +1,139 @@
+"""finetune/speed.py and finetune/encoding.py: the speed choices a run makes, each with its reason and each
+yielding to the config, and the encoded records cached between runs.
+
+    .venv/bin/pytest tests/test_speed.py -q
+
+How much faster they make a run is measured by the benchmark (bench/run.py, bench/RESULTS.md), never here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+
+from finetune import config, effective, encoding, model, preflight, rundir, speed, train
+from finetune.config import dump_yaml
+
+DEMO = ROOT / "presets" / "demo.yaml"
+
+
+def load(overrides: dict | None = None) -> config.Config:
+    return config.load(DEMO, {"training.gradient_checkpointing": None, **(overrides or {})})
+
+
+def rows(overrides: dict | None = None) -> dict[str, effective.Value]:
+    """Every effective value on this machine's CPU."""
+    return {row.path: row for row in effective.effective(load(overrides))}
+
+
+def on_gpu(overrides: dict | None = None, memory_gb: float = 80.0) -> dict[str, effective.Value]:
+    """The trainer arguments Tuneboard derives for a bf16 CUDA GPU with ``memory_gb`` (SFTConfig itself
+    refuses bf16 on this CPU machine, so they are checked before it sees them)."""
+    gpu = {"cuda": True, "bf16_ok": True, "memory_gb": memory_gb}
+    kw = effective.training_kwargs(load(overrides), has_eval=False, **gpu)
+    return {f"training.{name}": value for name, value in kw.items()}
+
+
+def test_unset_values_get_the_fast_choice_with_its_reason(tiny_llama: str) -> None:
+    got = rows()
+    order, checkpointing = got["training.train_sampling_strategy"], got["training.activation_checkpointing"]
+    assert order.value == "group_by_length" and order.source.startswith("tuneboard: records of similar")
+    assert checkpointing.value is False and "fits the machine's" in checkpointing.source
+    assert got["training.gradient_checkpointing"].value is False  # the old name mirrors the new
+    free = got["training.padding_free"]
+    assert free.value is False and free.source.startswith("library")
+    assert got["model.attn_implementation"].value is None  # transformers' own choice (sdpa) on a CPU
+
+
+def test_the_config_wins_over_every_choice(tiny_llama: str) -> None:
+    got = rows({"training.train_sampling_strategy": "random", "training.gradient_checkpointing": True})
+    assert got["training.train_sampling_strategy"].value == "random"
+    assert got["training.train_sampling_strategy"].source == "user"
+    assert got["training.activation_checkpointing"].value is True
+    assert got["training.activation_checkpointing"].source.startswith("user")
+
+
+def test_checkpointing_turns_on_when_the_estimate_does_not_fit(tiny_llama: str) -> None:
+    big = {"dataset.max_length": 4096, "training.per_device_train_batch_size": 64}
+    checkpointing = on_gpu(big, memory_gb=0.01)["training.activation_checkpointing"]
+    assert checkpointing.value is True and "exceeds the GPU's" in checkpointing.source
+    assert on_gpu(big)["training.activation_checkpointing"].value is False
+
+
+@pytest.mark.parametrize(
+    "overrides", [{"training.per_device_train_batch_size": 1}, {"training.packing": True}]
+)
+def test_no_length_grouping_where_batches_are_not_padded(tiny_llama: str, overrides: dict) -> None:
+    order = rows(overrides)["training.train_sampling_strategy"]
+    assert order.value == "random" and order.source.startswith("library")
+
+
+def test_flash_attention_brings_padding_free_batches(tiny_llama: str, monkeypatch) -> None:
+    """With flash-attn installed on a CUDA GPU in bf16: its kernel, and batches without padding (the kernel
+    keeps the records of a row apart). Without it, or on a CPU, or for a classifier: neither."""
+    gpu = effective.device_of(True, True, 80.0)
+    assert "padding_free" not in on_gpu() and speed.attention(load(), gpu) is None  # no flash-attn here
+    monkeypatch.setattr(speed, "installed", lambda package: package == "flash_attn")
+    got = on_gpu()
+    assert speed.attn_implementation(load(), gpu) == speed.FLASH
+    free = got["training.padding_free"]
+    assert free.value is True and "variable-length" in free.source
+    assert "train_sampling_strategy" not in got  # nothing left to group: the library's random order
+    assert rows()["training.padding_free"].value is False  # the CPU
+    assert rows()["model.attn_implementation"].value is None
+    assert "padding_free" not in on_gpu({"model.attn_implementation": "sdpa"})
+    classifier = config.load(DEMO, {"task": "classification", "tokens.add": []})
+    assert speed.padding_free(classifier, speed.attn_implementation(classifier, gpu)) is None
+
+
+def padding_share(cfg: config.Config, tmp_path: Path, batches: int = 12) -> float:
+    """The share of token slots that are padding in the first batches the real trainer draws."""
+    checked = preflight.run(cfg)
+    trainer, _, _ = train.build_trainer(cfg, checked, model.detect_device(), tmp_path)
+    slots = real = 0
+    for i, batch in enumerate(trainer.get_train_dataloader()):
+        if i == batches:
+            break
+        slots += batch["attention_mask"].numel()
+        real += int(batch["attention_mask"].sum())
+    return 1 - real / slots
+
+
+def test_length_grouped_batches_carry_less_padding(tiny_llama: str, tmp_path: Path) -> None:
+    grouped = config.load(DEMO)
+    shuffled = config.load(DEMO, {"training.train_sampling_strategy": "random"})
+    less, more = padding_share(grouped, tmp_path / "a"), padding_share(shuffled, tmp_path / "b")
+    assert less < more * 0.6, (less, more)
+
+
+def test_a_resumed_run_keeps_its_first_batch_order(tiny_llama: str, tmp_path: Path) -> None:
+    """A run that started before length grouping (effective_config.yaml says random) resumes in that
+    order: the Trainer skips the batches it saw, which only works when they are the same."""
+    (tmp_path / rundir.EFFECTIVE).write_text(dump_yaml({"training": {"train_sampling_strategy": "random"}}))
+    cfg = config.load(DEMO)
+    args = effective.training_args(cfg, str(tmp_path), cuda=False, bf16_ok=False, has_eval=False)
+    assert args.train_sampling_strategy == "group_by_length"
+    train._first_order(args, tmp_path)
+    assert args.train_sampling_strategy == "random"
+
+
+def test_encoded_records_are_cached_by_what_they_depend_on(tiny_llama: str, capsys) -> None:
+    cfg = config.load(DEMO)
+    checked = preflight.run(cfg)
+    first = encoding.tokenized(cfg, checked, checked.dataset.train)
+    again = encoding.tokenized(cfg, checked, checked.dataset.train)
+    said = capsys.readouterr().err
+    assert "read from the cache" in said.splitlines()[-1]
+    assert again["input_ids"] == first["input_ids"] and again["assistant_masks"] == first["assistant_masks"]
+    here = encoding.cache_file(cfg, checked, checked.dataset.train)
+    others = [
+        config.load(DEMO, {"template.train_on": "all"}),
+        config.load(DEMO, {"tokens.add": []}),
+        config.load(DEMO, {"dataset.validation_split": 0.1}),
+        config.load(DEMO, {"dataset.max_records": 100}),
+    ]
+    for other in others:
+        ch = preflight.run(other)
+        assert encoding.cache_file(other, ch, ch.dataset.train) != here, other.user_dict()
