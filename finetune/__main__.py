@@ -25,7 +25,20 @@ import os
 import sys
 from pathlib import Path
 
-from finetune import builtin, explain, jobs, model, paths, plan, presets, runs, scheduler, templates, tokens
+from finetune import (
+    builtin,
+    duration,
+    explain,
+    jobs,
+    model,
+    paths,
+    plan,
+    presets,
+    runs,
+    scheduler,
+    templates,
+    tokens,
+)
 from finetune import config as cfg
 from finetune import status as st
 from finetune.errors import ConfigError, JobError, TuneboardError
@@ -86,6 +99,17 @@ def _config_parsers(sub: argparse._SubParsersAction, fmt: type[argparse.HelpForm
     )
     plan.add_argument(
         "--lang", choices=explain.LANGS, default="en", help="language of --explain (default: en)"
+    )
+
+    calibrate = sub.add_parser(
+        "calibrate",
+        help="measure this machine's speed on a config: a few real steps, kept for the duration estimate",
+        epilog=_fields_epilog(),
+        formatter_class=fmt,
+    )
+    calibrate.add_argument("config", type=Path, help="YAML config")
+    calibrate.add_argument(
+        "--steps", type=int, default=duration.CALIBRATION_STEPS, help="training steps to time (default: 10)"
     )
 
 
@@ -170,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
 
 
-TAKES_OVERRIDES = ("train", "plan", "tokens", "chat")
+TAKES_OVERRIDES = ("train", "plan", "calibrate", "tokens", "chat")
 
 
 def _load(args: argparse.Namespace, rest: list[str]) -> cfg.Config:
@@ -202,6 +226,15 @@ def cmd_plan(args: argparse.Namespace, rest: list[str]) -> int:
     print(json.dumps(rep["steps"].as_dict(), indent=1) if args.json else plan.format_report(rep))
     if args.explain:
         print("\n" + "\n\n".join(explain.paragraphs(config, args.lang)))
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace, rest: list[str]) -> int:
+    config = _load(args, rest)
+    print(f"calibrating: {args.steps} training steps on the config's data (not kept as a run)", flush=True)
+    done = duration.calibrate(config, args.steps)
+    print(done["said"] or "the calibration measured no speed (too few logged steps)")
+    print(plan.duration_line(plan.report(config)["duration"]).strip())
     return 0
 
 
@@ -382,6 +415,7 @@ COMMANDS = {
     "schema": cmd_schema,
     "train": cmd_train,
     "plan": cmd_plan,
+    "calibrate": cmd_calibrate,
     "render": cmd_render,
     "tokens": cmd_tokens,
     "presets": cmd_presets,

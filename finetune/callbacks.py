@@ -30,10 +30,15 @@ class RunRecorder(TrainerCallback):
         self.last_tokens: tuple[float, float] | None = None  # (time, num_tokens) at the previous log
         self.diverged_at: int | None = None  # step where the loss became NaN/inf
         self.first_logged_step: int | None = None
+        self.first_step_at: float | None = None  # time.monotonic() when the first training step began
 
     def on_train_begin(self, args, state, control, **kwargs):
         if state.is_world_process_zero:  # in a multi-process run, rank 0 speaks for all
             st.update(self.run_dir, step=state.global_step, max_steps=state.max_steps)
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        if self.first_step_at is None:
+            self.first_step_at = time.monotonic()
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not logs or not state.is_world_process_zero:

@@ -493,6 +493,7 @@ def length_stats(lengths: list[int], max_length: int) -> dict[str, Any]:
             "count": 0,
             "min": 0,
             "mean": 0.0,
+            "mean_cut": 0.0,
             "p50": 0.0,
             "p90": 0.0,
             "p99": 0.0,
@@ -507,6 +508,7 @@ def length_stats(lengths: list[int], max_length: int) -> dict[str, Any]:
         "count": len(lengths),
         "min": int(arr.min()),
         "mean": float(arr.mean()),
+        "mean_cut": float(np.minimum(arr, max_length).mean()),  # what a batch carries: cut at max_length
         "p50": p50,
         "p90": p90,
         "p99": p99,

@@ -17,7 +17,7 @@ import os
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from finetune import data, effective, memory, model, preflight
+from finetune import data, duration, effective, memory, model, preflight
 
 
 @dataclass(frozen=True)
@@ -151,6 +151,7 @@ def report(config: Any, checked: Any = None) -> dict[str, Any]:
         memory_gb=device.memory_gb,
     )
     lengths = preflight.record_lengths(checked)
+    steps = steps_from_args(checked.dataset.n_train, args, config.launch.num_processes)
     stats = data.length_stats(lengths, config.dataset.max_length) if lengths else {}
     warnings = list(checked.warnings)
     if stats.get("over_max"):
@@ -173,7 +174,8 @@ def report(config: Any, checked: Any = None) -> dict[str, Any]:
         },
         "template": checked.template.id if checked.template else None,
         "new_tokens": [checked.tokenizer.convert_ids_to_tokens(i) for i in checked.token_changes.new_ids],
-        "steps": steps_from_args(checked.dataset.n_train, args, config.launch.num_processes),
+        "steps": steps,
+        "duration": duration.estimate(duration.key(config, args, device), steps, stats.get("mean_cut", 0)),
         "memory": memory.estimate(
             config,
             device,
@@ -273,6 +275,18 @@ def _has_token() -> bool:
     return bool(os.environ.get("HF_TOKEN"))
 
 
+def duration_line(est: dict[str, Any] | None) -> str:
+    if not est:
+        return (
+            "  no speed measured on this machine for this model and these settings yet: a finished run "
+            "measures it, or `python -m finetune calibrate CONFIG` (a few real steps)"
+        )
+    return (
+        f"  about {duration.human(est['low'])} to {duration.human(est['high'])}: {est['tokens']:,} tokens at "
+        f"{est['tokens_per_second']:,.0f} tokens/s (measured by {est['source']}), start-up included"
+    )
+
+
 def format_report(rep: dict[str, Any]) -> str:
     s: Steps = rep["steps"]
     ds = rep["dataset"]
@@ -310,5 +324,6 @@ def format_report(rep: dict[str, Any]) -> str:
         )
     else:
         lines.append("  unavailable for this model")
+    lines += ["", "== Duration", duration_line(rep.get("duration"))]
     lines += ["", "== Warnings"] + ([f"  - {w}" for w in rep["warnings"]] or ["  none"])
     return "\n".join(lines)

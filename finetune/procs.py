@@ -70,6 +70,16 @@ def start_time(pid: int) -> int | None:
     return int(fields[19]) if fields else None
 
 
+def age(pid: int) -> float | None:
+    """Seconds since process ``pid`` started (its /proc start time against the machine's uptime)."""
+    ticks = start_time(pid)
+    try:
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return max(uptime - ticks / os.sysconf("SC_CLK_TCK"), 0.0) if ticks is not None else None
+
+
 def boot_id() -> str | None:
     try:
         return Path("/proc/sys/kernel/random/boot_id").read_text().strip()

@@ -53,11 +53,18 @@ def slots() -> list[str]:
 
 
 def _gpu_count() -> int:
+    """The GPUs NVIDIA's driver lists, read without importing torch (seconds and hundreds of MB in the
+    page's process); torch's count where a GPU device exists but no such list does (ROCm, odd containers)."""
+    listed = Path("/proc/driver/nvidia/gpus")
+    if listed.is_dir():
+        return sum(1 for _ in listed.iterdir())
+    if not (Path("/dev/kfd").exists() or any(Path("/dev").glob("nvidia[0-9]*"))):
+        return 0  # no GPU driver at all: a CPU machine
     try:
         import torch
 
         return torch.cuda.device_count()
-    except Exception:  # noqa: BLE001 - no torch / no driver: a CPU machine
+    except Exception:  # noqa: BLE001 - no torch / a broken driver: the CPU
         return 0
 
 

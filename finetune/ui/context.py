@@ -112,7 +112,8 @@ class Ctx:
         if config is not None:
             try:
                 result = previews.analyze(config) | {"ok": True}
-                result["summary"] = previews.summary(config, result["records"])
+                mean = (result.get("lengths") or {}).get("mean_cut", 0.0)
+                result["summary"] = previews.summary(config, result["records"], mean)
             except Exception as exc:  # noqa: BLE001 - every failure becomes a message, never a traceback
                 problems = engine_problems(exc)
         result["problems"] = [asdict(p) for p in problems]

@@ -12,7 +12,7 @@ from typing import Any
 import gradio as gr
 
 from finetune import config as cfg
-from finetune import explain, plan, presets
+from finetune import duration, explain, plan, presets
 from finetune.ui import charts, i18n
 from finetune.ui.binder import LIVE_PATHS, explanation_html
 from finetune.ui.context import Ctx
@@ -301,7 +301,8 @@ def render(ctx: Ctx, d: dict) -> tuple[str, Any, str]:
     ]
     lines = "<br>".join(charts.esc(line) for line in arithmetic(s, lang))
     html = charts.cards(items) + f"<div class='tb-explain' id='tb-steps-explain'>{lines}</div>"
-    return html, charts.schedule_frame(summary.get("schedule") or []), memory_html(summary, lang)
+    time_and_memory = duration_html(summary, lang) + memory_html(summary, lang)
+    return html, charts.schedule_frame(summary.get("schedule") or []), time_and_memory
 
 
 def arithmetic(s: dict[str, Any], lang: str) -> list[str]:
@@ -336,6 +337,33 @@ def arithmetic(s: dict[str, Any], lang: str) -> list[str]:
     else:
         lines.append(i18n.t(lang, "hparams.arithmetic_total", **n))
     return lines
+
+
+def duration_html(summary: dict[str, Any], lang: str) -> str:
+    """How long the run will take, from the speed a run or a calibration measured on this machine."""
+    est = summary.get("duration")
+    if not est:
+        unknown = charts.esc(i18n.t(lang, "hparams.duration_unknown"))
+        return f"<div class='tb-duration'>{unknown} <code>python -m finetune calibrate CONFIG</code></div>"
+    source = est.get("source") or ""
+    if source == "calibration":
+        source = i18n.t(lang, "hparams.duration_calibration")
+    elif source.startswith("run "):
+        source = i18n.t(lang, "hparams.duration_run", run=source.removeprefix("run "))
+    text = i18n.t(
+        lang,
+        "hparams.duration",
+        low=human_duration(est["low"], lang),
+        high=human_duration(est["high"], lang),
+        tokens=f"{est['tokens']:,}",
+        rate=f"{est['tokens_per_second']:,.0f}",
+        source=source,
+    )
+    return f"<div class='tb-duration'>{charts.esc(text)}</div>"
+
+
+def human_duration(seconds: float, lang: str) -> str:
+    return duration.human(seconds, {unit: i18n.t(lang, f"hparams.unit_{unit}") for unit in ("h", "min", "s")})
 
 
 def memory_html(summary: dict[str, Any], lang: str) -> str:

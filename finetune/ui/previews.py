@@ -17,7 +17,7 @@ from collections import Counter, OrderedDict
 from typing import Any
 
 from finetune import config as cfg
-from finetune import data, effective, memory, model, plan, preflight, templates, tokens
+from finetune import data, duration, effective, memory, model, plan, preflight, templates, tokens
 
 _LOCK = threading.Lock()  # guards _CACHE and _BUILDING; never held while something is built
 _CACHE: OrderedDict[str, Any] = OrderedDict()
@@ -288,8 +288,9 @@ def scan_token_like(config: cfg.Config, limit: int = 5000) -> list[dict[str, Any
 # ---------------------------------------------------------------- hyperparameters
 
 
-def summary(config: cfg.Config, records: int) -> dict[str, Any]:
-    """Step arithmetic, the learning-rate schedule and a memory estimate; cheap enough for every change."""
+def summary(config: cfg.Config, records: int, mean_tokens: float = 0.0) -> dict[str, Any]:
+    """Step arithmetic, the learning-rate schedule, a memory estimate and how long the run will take
+    (``mean_tokens``: a record's mean length cut at max_length); cheap enough for every change."""
     device = _DEVICE.get("device")
     cuda = bool(device and device.kind == "cuda")
     bf16_ok = bool(device and device.bf16)
@@ -315,6 +316,9 @@ def summary(config: cfg.Config, records: int) -> dict[str, Any]:
         "steps": steps.as_dict(),
         "schedule": lr_schedule(args, steps.optimizer_steps),
         "memory": memory_use,
+        "duration": duration.estimate(duration.key(config, args, device), steps, mean_tokens)
+        if device
+        else None,
         "device": {"kind": device.kind, "name": device.name, "memory_gb": device.memory_gb}
         if device
         else None,

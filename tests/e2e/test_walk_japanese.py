@@ -28,7 +28,7 @@ from e2e.conftest import opened, running_app
 VERBATIM = [  # shown as they are: logs, data, the record as the model sees it, code and configs
     "#tb-log", "#tb-runs-log", "#tb-rendered", "#tb-preview", "#tb-runs-table", "#tb-tokens-table",
     ".cm-editor", "#tb-cli", "#tb-sample-text", "#tb-pieces-before", "#tb-pieces-after", "#tb-scan code",
-    "#tb-queue", "#tb-title", "#tb-lang",
+    "#tb-queue", "#tb-title", "#tb-lang", ".tb-duration code",
 ]  # fmt: skip
 NAMES = {"Hugging Face", "Hugging Face Hub", "LoRA alpha"}
 QUOTED = re.compile(r"「[^」]*」")  # what a template or the data writes, quoted as it is
