@@ -1,18 +1,19 @@
 """Variant (c) of bench/run.py: the same config started from the running dashboard, as a user would.
 
-    (imported by bench/run.py; needs Debian's chromium at /usr/bin/chromium and playwright)
+    (imported by bench/run.py; needs Debian's chromium at /usr/bin/chromium, playwright and cryptography)
 
 ``python app.py`` starts over a fresh TUNEBOARD_HOME; its cold start is the time until "/" answers 200.
 The config reaches the form the way the page itself restores a form after a reload: the page keeps its form
 in the browser's localStorage (a gr.BrowserState, "tuneboard-form"), which Gradio encrypts with a secret the
 page's /config carries, with CryptoJS's AES in its OpenSSL passphrase format; :func:`browser_state_value`
 writes that format, and the value goes into localStorage before the page's scripts run. The page loads the
-form, checks it (the bench waits for "N training records"), and the bench clicks Start (#tb-start) and keeps
-the page open while the run trains, as someone watching it would. Meanwhile the app process's VmRSS is read
-from /proc every 0.25 s, and the CPU time of the app and of the browser (playwright's driver and chromium)
-are taken over the same span. The page has no field for ``after.stop_check``, so once training has ended the
-bench sends the trainer SIGTERM, which ends its stop check after the batch of prompts it is answering, and
-SIGKILL if it is still there after a grace period: nothing after training is measured.
+form and checks it (the bench waits for "N training records"); the app's RSS then is its idle figure. The
+bench clicks Start (#tb-start) and keeps the page open on the Run section while the run trains, as someone
+watching it would. Meanwhile the app process's VmRSS is read from /proc every 0.25 s, and the CPU time of
+the app and of the browser (playwright's driver and chromium) is taken over the same span. The page has no
+field for ``after.stop_check``, so once training has ended the bench sends the trainer SIGTERM, which ends
+its stop check after the batch of prompts it is answering, and SIGKILL if it is still there after a grace
+period: nothing after training is measured.
 """
 
 from __future__ import annotations
@@ -229,30 +230,33 @@ def end_run(run_dir: Path, grace: float) -> None:
             time.sleep(0.2)
 
 
-def start_from_page(url: str, form: dict[str, Any], records: int, timeout_ms: float) -> float:
-    """Open the page with ``form`` stored, wait for its check, click Start; returns the click's time.time().
+PAGE_TIMEOUT_S = 240.0  # for the page to load and check the form (the run's own timeout is the caller's)
+_OPEN: list[tuple[Any, Any]] = []  # the playwright driver and the browser of the page left open
 
-    The browser stays open until :func:`close_browser`; the caller watches the run meanwhile.
-    """
+
+def open_page(url: str, form: dict[str, Any], records: int, shot: Path) -> Any:
+    """The page with ``form`` stored in localStorage, once it has loaded and checked it ("N training
+    records"), on the Run section. The browser stays open until :func:`close_browser`; if the page never
+    gets there, a screenshot goes to ``shot``."""
     from playwright.sync_api import expect, sync_playwright
 
     stored = browser_state_value(form, form_secret(url))
     pw = sync_playwright().start()
     browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    _OPEN.append((pw, browser))
     context = browser.new_context(viewport={"width": 1400, "height": 1000}, locale="en-US")
     context.add_init_script(f"window.localStorage.setItem({FORM_KEY!r}, {json.dumps(stored)});")
     page = context.new_page()
-    page.set_default_timeout(timeout_ms)
+    page.set_default_timeout(PAGE_TIMEOUT_S * 1000)
     page.goto(url)
-    _OPEN.append((pw, browser))
-    expect(page.get_by_text(re.compile(rf"\b{records}\b training records"))).to_be_visible(timeout=timeout_ms)
+    checked = page.get_by_text(re.compile(rf"\b(?:{records}|{records:,}) training records"))
+    try:
+        expect(checked).to_be_visible(timeout=PAGE_TIMEOUT_S * 1000)
+    except AssertionError:
+        page.screenshot(path=str(shot), full_page=True)
+        raise RuntimeError(f"the page never showed {records} training records; see {shot}") from None
     page.locator("#tb-tab-run-button").click()
-    clicked = time.time()
-    page.locator("#tb-start").click()
-    return clicked
-
-
-_OPEN: list[tuple[Any, Any]] = []  # the playwright driver and browser of the page left open
+    return page
 
 
 def close_browser() -> None:
@@ -268,8 +272,10 @@ def run(
     """One dashboard run: start the app, Start the config from the page, measure; stop everything."""
     proc, url, cold = start_app(home, env)
     try:
-        idle = proc_kb(proc.pid, "VmRSS") / MB
-        clicked = start_from_page(url, form, records, timeout * 1000)
+        page = open_page(url, form, records, home.parent / f"{home.name}-page.png")
+        idle = proc_kb(proc.pid, "VmRSS") / MB  # the page loaded and its form checked, before Start
+        clicked = time.time()
+        page.locator("#tb-start").click()
         run_dir = new_run(home / "runs", timeout=120)
         watched = watch_training(proc.pid, run_dir, timeout)
         end_run(run_dir, grace)

@@ -48,6 +48,7 @@ def result(out: Path, started_at: float, **extra: Any) -> dict[str, Any]:
         "s_per_step": end["train_runtime"] / steps,
         "padding": 1 - seen["real_tokens"] / seen["slots"],
         "peak_mb": cuda / 2**20 if cuda else seen["peak_rss_kb"] / 1024,
+        "rss_at_first_step_mb": seen.get("rss_at_first_step_kb", 0) / 1024,
         "first_step_s": seen["first_step_at"] - started_at,
         "tokens": tokens,
         "hook_tokens": seen["real_tokens"],

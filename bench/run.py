@@ -20,17 +20,22 @@ The model is Llama-shaped with random weights, built here (bench/workload.py: hi
 hidden 64, 2 layers) with builtin:tiny-llama's tokenizer; the data is a generated chat set with log-normal
 answer lengths (about 42% padding in random batches of 8). All variants train every token of a conversation
 (plain TRL's default; Tuneboard's own default is assistant tokens only, set to all here so the losses compare;
-the computed tokens are the same either way). On a GPU, bench/gpu.py then runs (a) and (b) on Llama-3.2-1B
-and Qwen2.5-0.5B shapes, LoRA and full, and prints MFU. The last line printed is one JSON object: the ratios,
-the dashboard and statistics figures, every run's numbers and the machine. Results: bench/RESULTS.md.
+the computed tokens are the same either way). Each run of the bench has caches of its own (TUNEBOARD_CACHE,
+HF_DATASETS_CACHE): the first round's (a) and (b) tokenize the data, later runs may find it done (the
+first-step figure of each run is in the JSON line). On a GPU, bench/gpu.py then runs (a) and (b) on
+Llama-3.2-1B and Qwen2.5-0.5B shapes, LoRA and full, and prints MFU. The last line printed is one JSON
+object: the ratios, the dashboard and statistics figures, every run's numbers and the machine.
+Results: bench/RESULTS.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -82,10 +87,28 @@ def parse() -> argparse.Namespace:
     return parser.parse_args()
 
 
+def engine_cache(work: Path) -> Path:
+    """A TUNEBOARD_CACHE of this run's own: the engine's caches (encoded records, the speed a finished run
+    records for ``plan``) start empty, no earlier bench warms them and none of the bench's runs reach the
+    user's. The tiny model the page's default config names, and the library defaults the config checks
+    read, are copied in from the user's cache rather than rebuilt (a file that is not there is rebuilt)."""
+    from finetune import builtin
+    from finetune import config as cfg
+
+    tiny = Path(builtin.resolve("builtin:tiny-llama"))
+    cfg.library_defaults()
+    cache = work / "tuneboard-cache"
+    shutil.copytree(tiny, cache / tiny.name, dirs_exist_ok=True)
+    for defaults in builtin.cache_root().glob("sft-config-*.json"):
+        shutil.copy2(defaults, cache / defaults.name)
+    return cache
+
+
 def child_env(work: Path) -> dict[str, str]:
-    """Every variant's environment: offline, the counting hook on the path, a datasets cache of its own."""
+    """Every variant's environment: offline, the counting hook on the path, caches of this run's own."""
     return os.environ | {
         "PYTHONPATH": str(BENCH / "hook"),
+        "TUNEBOARD_CACHE": str(engine_cache(work)),
         "HF_HUB_OFFLINE": "1",
         "HF_DATASETS_OFFLINE": "1",
         "HF_DATASETS_CACHE": str(work / "hf-datasets"),
@@ -96,7 +119,7 @@ def child_env(work: Path) -> dict[str, str]:
 
 
 def prepare(work: Path, args: argparse.Namespace, cuda: bool) -> Setup:
-    """Build (or reuse) the model, write the chat set and the config; nothing is downloaded."""
+    """Build (or reuse, from the user's TUNEBOARD_CACHE) the model, write the chat set and the config."""
     from finetune import builtin
 
     shape = workload.QUICK_SHAPE if args.quick else workload.CPU_SHAPE
@@ -214,18 +237,14 @@ def time_stats(setup: Setup, records: int) -> dict[str, Any]:
 def machine(cuda: bool) -> dict[str, Any]:
     import torch
 
-    total_kb = next(
-        int(line.split()[1])
-        for line in Path("/proc/meminfo").read_text().splitlines()
-        if line.startswith("MemTotal")
-    )
+    meminfo = Path("/proc/meminfo").read_text().splitlines()
+    total_kb = next(int(row.split()[1]) for row in meminfo if row.startswith("MemTotal"))
+    cpu = f"CPU ({platform.processor() or platform.machine()})"
     return {
         "cpu_count": os.cpu_count(),
         "memory_gb": round(total_kb / 2**20, 1),
         "torch": torch.__version__,
-        "device": torch.cuda.get_device_name(0)
-        if cuda
-        else f"CPU ({platform.processor() or platform.machine()})",
+        "device": torch.cuda.get_device_name(0) if cuda else cpu,
         "python": platform.python_version(),
     }
 
@@ -355,21 +374,11 @@ def header(setup: Setup, repeats: int, variants: list[str]) -> str:
 
 
 def workdir(keep: Path | None) -> Any:
+    """A temp folder removed at the end, or ``--keep DIR`` (created, and left for a look afterwards)."""
     if keep:
         keep.mkdir(parents=True, exist_ok=True)
-        return _Kept(keep)
+        return contextlib.nullcontext(str(keep))
     return tempfile.TemporaryDirectory(prefix="tuneboard-bench-", ignore_cleanup_errors=True)
-
-
-class _Kept:
-    def __init__(self, path: Path):
-        self.path = path
-
-    def __enter__(self) -> str:
-        return str(self.path)
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def main() -> None:

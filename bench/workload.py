@@ -93,7 +93,9 @@ def build_model(shape: Shape, folder: Path, dtype: str = "float32", device: str 
         return folder
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers.utils import logging
 
+    logging.disable_progress_bar()  # "Writing model shards" would land among the bench's lines
     tok = tokenizer()
     fields = {"vocab_size": len(tok), "tie_word_embeddings": False, **shape.fields}
     fields["vocab_size"] = max(fields["vocab_size"], len(tok))  # a real shape keeps its own, bigger vocab

@@ -40,7 +40,8 @@ def sampling(config: Any, batch_size: int, padding_free: bool) -> Choice | None:
     """Length-grouped batches, where a batch is padded (more than one record, no packing)."""
     if config.training.packing or padding_free or batch_size < 2:
         return None
-    return Choice("group_by_length", "records of similar length share a batch, so batches carry less padding")
+    why = "records of similar length share a batch, so batches carry less padding (batches shuffled)"
+    return Choice("group_by_length", why)
 
 
 def checkpointing(config: Any, device: Any, batch_size: int) -> Choice | None:

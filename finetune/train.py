@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from finetune import (
+    batching,
     callbacks,
     duration,
     effective,
@@ -256,7 +257,7 @@ def build_trainer(
     if config.task == "sft":
         train = encoding.tokenized(config, checked, train)
         evals = evals and encoding.tokenized(config, checked, evals)
-    trainer = SFTTrainer(
+    trainer = batching.shuffled(SFTTrainer)(
         model=net,
         args=args,
         train_dataset=train,
@@ -324,7 +325,7 @@ def _classifier_trainer(net: Any, args: Any, checked: preflight.Checked, cbs: li
         if checked.dataset.eval
         else None
     )
-    return Trainer(
+    return batching.shuffled(Trainer)(
         model=net,
         args=args,
         train_dataset=train,

@@ -8,12 +8,14 @@ How much faster they make a run is measured by the benchmark (bench/run.py, benc
 
 from __future__ import annotations
 
+import json
+import random
 from pathlib import Path
 
 import pytest
 from conftest import ROOT
 
-from finetune import config, effective, encoding, model, preflight, rundir, speed, train
+from finetune import batching, config, effective, encoding, model, preflight, rundir, speed, train
 from finetune.config import dump_yaml
 
 DEMO = ROOT / "presets" / "demo.yaml"
@@ -101,11 +103,50 @@ def padding_share(cfg: config.Config, tmp_path: Path, batches: int = 12) -> floa
     return 1 - real / slots
 
 
+def spread_chats(path: Path, records: int = 800) -> Path:
+    """Chats whose answers vary in length as real ones do (log-normal, 5 to 400 words)."""
+    rng = random.Random(0)
+    words = "the a model data learns token from of to in and is answer question short long".split()
+    with path.open("w", encoding="utf-8") as fh:
+        for _ in range(records):
+            answer = " ".join(
+                rng.choice(words) for _ in range(min(int(rng.lognormvariate(4.0, 0.8)) + 5, 400))
+            )
+            chat = [
+                {"role": "user", "content": "question " * rng.randint(3, 12)},
+                {"role": "assistant", "content": answer},
+            ]
+            fh.write(json.dumps({"messages": chat}) + "\n")
+    return path
+
+
 def test_length_grouped_batches_carry_less_padding(tiny_llama: str, tmp_path: Path) -> None:
-    grouped = config.load(DEMO)
-    shuffled = config.load(DEMO, {"training.train_sampling_strategy": "random"})
+    """Over the first batches the real trainer draws, length grouping leaves a fraction of the padding a
+    random order has."""
+    data = {"dataset.path": str(spread_chats(tmp_path / "chats.jsonl")), "dataset.max_length": 1024}
+    grouped = config.load(DEMO, data)
+    shuffled = config.load(DEMO, data | {"training.train_sampling_strategy": "random"})
     less, more = padding_share(grouped, tmp_path / "a"), padding_share(shuffled, tmp_path / "b")
-    assert less < more * 0.6, (less, more)
+    assert less < more * 0.3, (less, more)
+
+
+def test_grouped_batches_come_in_random_order_the_longest_first() -> None:
+    """transformers' sampler runs each group of batches from the longest records to the shortest; batching.py
+    shuffles the batches (every index still drawn once), keeping the one with the longest record first."""
+    import torch
+
+    rng = random.Random(1)
+    lengths = [int(rng.lognormvariate(4.0, 0.8)) + 5 for _ in range(2000)]
+    sampler = batching.ShuffledLengthGroups(8, lengths=lengths, generator=torch.Generator().manual_seed(0))
+    order = list(sampler)
+    assert sorted(order) == list(range(2000))
+    batches = [order[i : i + 8] for i in range(0, 2000, 8)]
+    widths = [max(lengths[i] for i in b) for b in batches]
+    assert widths[0] == max(lengths)
+    falls = sum(a >= b for a, b in zip(widths[1:50], widths[2:51], strict=True))
+    assert 10 < falls < 40, falls  # a random order, not the library's long-to-short run
+    padded = sum(w * len(b) for w, b in zip(widths, batches, strict=True))
+    assert sum(lengths) / padded > 0.9  # similar lengths still share a batch
 
 
 def test_a_resumed_run_keeps_its_first_batch_order(tiny_llama: str, tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ process that never imports transformers' Trainer (the dashboard itself) pays not
 
 - ``Trainer.training_step``: per micro-batch, the token slots (``input_ids.numel()``) and the real tokens
   (``attention_mask.sum()``, or every slot of a padding-free batch, which has no mask: what TRL's num_tokens
-  counts), and the wall-clock time when the first step returned;
+  counts), and the wall-clock time and the process's RSS when the first step returned;
 - ``Trainer.train``: when it returns, the process's peak RSS (VmHWM) and, on a GPU,
   ``torch.cuda.max_memory_allocated()``: the training's peak, before the final save or the stop check.
 
@@ -59,6 +59,7 @@ def _wrap(trainer_cls: type) -> None:
         loss = step(self, model, inputs, *args, **kwargs)
         if "first_step_at" not in _counts:
             _counts["first_step_at"] = time.time()
+            _counts["rss_at_first_step_kb"] = _status_kb("VmRSS")  # the runtime, model and data, before peaks
             _write(self)
         return loss
 
