@@ -14,6 +14,7 @@ slot is busy; the queue is shared by every browser.
 from __future__ import annotations
 
 import shlex
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,7 @@ from finetune.ui.context import Ctx, config_from, engine_problems, merge
 from finetune.ui.downloads import download_file
 
 IDLE_TICK = 3.0  # seconds between checks while the run on screen is not moving
+PLOT_EVERY = 10.0  # seconds between redraws of the plots while a run trains
 PLOTS = {
     "loss_plot": {"loss": "loss", "eval_loss": "eval loss"},
     "lr_plot": {"learning_rate": "learning rate"},
@@ -264,27 +266,45 @@ def view(
     config = config_updates(ctx, follow, lang)
     follow = {**follow, "queue": waiting, "effective": config.pop("effective", follow.get("effective"))}
     rows = follow.get("rows") or []
+    controls = {  # what the page shows of them now: a tick leaves out what is unchanged
+        "stop": st.is_active(status),
+        "resume": status.get("state") in st.RESUMABLE_STATES,
+        "timer": (1.0 if st.is_active(status) or waiting else IDLE_TICK, bool(follow.get("run"))),
+    }
+    shown = {} if follow.get("fresh") else follow.get("shown") or {}
     out: dict[Any, Any] = {
-        p.follow: follow,
         p.progress: progress_html(status, rows, position, len(waiting), lang)
         if follow.get("run")
         else charts.no_run(lang),
-        p.stop: gr.update(interactive=st.is_active(status)),
-        p.resume: gr.update(interactive=status.get("state") in st.RESUMABLE_STATES),
-        # Fast while something moves; slow (never off) while a finished run is on screen, so a late tick
-        # from before a Start can never leave the page frozen on the old run.
-        p.timer: gr.Timer(
-            1.0 if st.is_active(status) or waiting else IDLE_TICK, active=bool(follow.get("run"))
-        ),
         **(queue_view(ctx, waiting, lang) if queue_changed else {}),
         **config,
     }
-    if plots:
+    if shown.get("stop") != controls["stop"]:
+        out[p.stop] = gr.update(interactive=controls["stop"])
+    if shown.get("resume") != controls["resume"]:
+        out[p.resume] = gr.update(interactive=controls["resume"])
+    if shown.get("timer") != controls["timer"]:
+        # Fast while something moves; slow (never off) while a finished run is on screen, so a late tick
+        # from before a Start can never leave the page frozen on the old run.
+        out[p.timer] = gr.Timer(controls["timer"][0], active=controls["timer"][1])
+    follow = {**follow, "shown": controls}
+    if plots and _plots_due(follow, status):
         for name, keys in PLOTS.items():
-            out[p.plots[name]] = charts.metric_frame(follow.get("rows") or [], keys)
+            out[p.plots[name]] = charts.metric_frame(rows, keys)
+        follow = {**follow, "plotted": len(rows), "plotted_at": time.monotonic()}
     if log:
         out[p.log] = charts.log_box(follow.get("log") or [])
-    return out
+    return {p.follow: follow, **out}
+
+
+def _plots_due(follow: dict[str, Any], status: dict[str, Any]) -> bool:
+    """Redraw the plots for new points at most every PLOT_EVERY seconds while a run trains (each redraw
+    costs the browser CPU the trainer shares on a small machine), at once otherwise."""
+    if len(follow.get("rows") or []) == follow.get("plotted") and not follow.get("fresh"):
+        return False
+    if follow.get("fresh") or not st.is_active(status):
+        return True
+    return time.monotonic() - follow.get("plotted_at", 0.0) >= PLOT_EVERY
 
 
 def progress_html(
@@ -353,8 +373,8 @@ def _wire_timer(ctx: Ctx, outs: list[Any]) -> None:
             return view(ctx, follow_run(ctx, watched), lang)
         if not follow.get("run"):
             return {p.timer: gr.Timer(active=False)}
-        follow, new_rows, new_log = poll_run(ctx, follow)
-        return view(ctx, follow, lang, plots=new_rows, log=new_log)
+        follow, _, new_log = poll_run(ctx, follow)
+        return view(ctx, follow, lang, log=new_log)  # plots: when due (_plots_due)
 
     p.timer.tick(tick, [p.follow, p.watch, ctx.lang], outs, show_progress="hidden", concurrency_limit=None)
 
