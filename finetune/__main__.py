@@ -232,8 +232,8 @@ def cmd_plan(args: argparse.Namespace, rest: list[str]) -> int:
 def cmd_calibrate(args: argparse.Namespace, rest: list[str]) -> int:
     config = _load(args, rest)
     print(f"calibrating: {args.steps} training steps on the config's data (not kept as a run)", flush=True)
-    done = duration.calibrate(config, args.steps)
-    print(done["said"] or "the calibration measured no speed (too few logged steps)")
+    said = duration.calibrate(config, args.steps)
+    print(said or "the calibration measured no speed (too few logged steps)")
     print(plan.duration_line(plan.report(config)["duration"]).strip())
     return 0
 

@@ -99,9 +99,10 @@ def estimate(name: str, steps: Any, mean_tokens: float) -> dict[str, Any] | None
 CALIBRATION_STEPS = 10
 
 
-def calibrate(config: Any, steps: int = CALIBRATION_STEPS) -> dict[str, Any]:
+def calibrate(config: Any, steps: int = CALIBRATION_STEPS) -> str:
     """Train ``steps`` real steps of ``config`` on its data in a throw-away run directory (a child process,
-    never listed as a run); the training process records the speed as a run's end does. Returns it."""
+    never listed as a run); the training process records the speed as a run's end does. Returns the line
+    it printed about that speed ("" when it measured none)."""
     with tempfile.TemporaryDirectory(prefix="tuneboard-calibrate-") as tmp:
         (Path(tmp) / "config.yaml").write_text(config.to_yaml(), encoding="utf-8")
         overrides = {
@@ -120,7 +121,7 @@ def calibrate(config: Any, steps: int = CALIBRATION_STEPS) -> dict[str, Any]:
             tail = (done.stdout + done.stderr).strip().splitlines()[-1:] or ["no output"]
             raise JobError(f"the calibration run failed: {tail[0]}")
         said = [line for line in done.stdout.splitlines() if line.startswith("speed:")]
-    return {"steps": steps, "said": said[-1] if said else ""}
+    return said[-1] if said else ""
 
 
 def human(seconds: float, units: dict[str, str] | None = None) -> str:
@@ -135,18 +136,6 @@ def human(seconds: float, units: dict[str, str] | None = None) -> str:
     return " ".join(f"{n} {words[unit]}" for n, unit in parts if n)
 
 
-def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
-    path = run_dir / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-class Clock:
-    """Seconds since this process started (Python's own start-up and imports included)."""
-
-    def __init__(self) -> None:
-        self.started = time.monotonic() - (procs.age(os.getpid()) or 0.0)
-
-    def since(self) -> float:
-        return time.monotonic() - self.started
+def process_started() -> float:
+    """time.monotonic() when this process started (Python's own start-up and imports included)."""
+    return time.monotonic() - (procs.age(os.getpid()) or 0.0)

@@ -78,7 +78,7 @@ def main(config: Config, run_dir: Path | None = None, *, resume: bool = False) -
 
 def train(config: Config, run_dir: Path, *, resume: bool = False) -> int:
     """Rank 0 (or the only process): preflight, the run files, training, and the run's end in status.json."""
-    clock = duration.Clock()
+    started = duration.process_started()
     try:  # a run that started before keeps the template and family it resolved then
         checked = preflight.run(config, pinned=rundir.pinned(run_dir))  # raises before anything is written
     except Exception as exc:
@@ -107,7 +107,7 @@ def train(config: Config, run_dir: Path, *, resume: bool = False) -> int:
             _leave_group()
             return _end(run_dir, st.STOPPED, 0, checkpoint=_name(resume_mod.last_checkpoint(run_dir)))
         save_final(trainer, checked.tokenizer, run_dir / FINAL_DIR)
-        record_speed(config, trainer.args, device, run_dir, recorder, clock)
+        record_speed(config, trainer.args, device, run_dir, recorder, started)
         _leave_group()
         stop_check(config, checked, trainer.model, run_dir, lambda: stopper.requested)
         print(f"finished: {run_dir / FINAL_DIR}", flush=True)
@@ -367,13 +367,13 @@ def stop_check(config: Config, checked: preflight.Checked, net: Any, run_dir: Pa
 
 
 def record_speed(
-    config: Config, args: Any, device: model.Device, run_dir: Path, recorder: Any, clock: Any
+    config: Config, args: Any, device: model.Device, run_dir: Path, recorder: Any, started: float
 ) -> None:
     """This run's speed, for the next run's duration estimate (finetune/duration.py)."""
-    rate = duration.speed_of(duration.read_metrics(run_dir))
+    rate = duration.speed_of(runs.read_metrics(run_dir))
     if rate is None or recorder.first_step_at is None:
         return
-    first_step = recorder.first_step_at - clock.started
+    first_step = recorder.first_step_at - started
     source = os.environ.get("TUNEBOARD_SPEED_SOURCE") or f"run {run_dir.name}"
     duration.record(
         duration.key(config, args, device), tokens_per_second=rate, first_step_s=first_step, source=source

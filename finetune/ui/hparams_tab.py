@@ -12,7 +12,7 @@ from typing import Any
 import gradio as gr
 
 from finetune import config as cfg
-from finetune import duration, explain, plan, presets
+from finetune import duration, explain, memory, plan, presets
 from finetune.ui import charts, i18n
 from finetune.ui.binder import LIVE_PATHS, explanation_html
 from finetune.ui.context import Ctx
@@ -390,7 +390,7 @@ def memory_html(summary: dict[str, Any], lang: str) -> str:
     )
     fits = ""
     if dev.get("memory_gb"):
-        ok = mem["total"] <= dev["memory_gb"] * 0.9
+        ok = mem["total"] <= dev["memory_gb"] * memory.HEADROOM
         verdict = charts.esc(i18n.t(lang, "hparams.fits" if ok else "hparams.too_big"))
         fits = f"<div class='tb-trunc {'ok' if ok else 'warn'}'>{verdict}</div>"
     return f"<div class='tb-memory'>{charts.esc(text)}</div>{fits}"
