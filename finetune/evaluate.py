@@ -130,6 +130,9 @@ def eval_args(config: Config, out: str) -> Any:
     }
     values |= {"report_to": "none", "eval_strategy": "no", "save_strategy": "no", "logging_strategy": "no"}
     values |= {"disable_tqdm": True}
+    # transformers also orders evaluation batches by length under group_by_length; predictions must stay in
+    # the records' order to be compared with their labels
+    values["train_sampling_strategy"] = "sequential"
     values.pop("load_best_model_at_end", None)
     return effective.args_class(config)(output_dir=out, **values)
 
@@ -141,7 +144,7 @@ def classification(
     from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
     names = checked.dataset.label_names or []
-    predicted = predict(tuned, checked, records)
+    predicted, confidence = predict(tuned, checked, records)
     true = list(records["label"])
     ids = list(range(len(names)))
     precision, recall, f1, support = precision_recall_fscore_support(
@@ -152,8 +155,15 @@ def classification(
         for n, p, r, f, s in zip(names, precision, recall, f1, support, strict=True)
     ]
     shown = [
-        {"text": t if len(t) <= 300 else t[:300] + "…", "true": names[y], "predicted": names[p]}
-        for t, y, p in zip(records["text"][:samples], true[:samples], predicted[:samples], strict=True)
+        {
+            "text": t if len(t) <= 300 else t[:300] + "…",
+            "true": names[y],
+            "predicted": names[p],
+            "probability": c,
+        }
+        for t, y, p, c in zip(
+            records["text"][:samples], true[:samples], predicted[:samples], confidence[:samples], strict=True
+        )
     ]
     return {
         "labels": names,
@@ -165,8 +175,11 @@ def classification(
     }
 
 
-def predict(tuned: inference.Loaded, checked: preflight.Checked, records: Any) -> list[int]:
-    """The most likely class of every record, batched and padded as training fed them."""
+def predict(
+    tuned: inference.Loaded, checked: preflight.Checked, records: Any
+) -> tuple[list[int], list[float]]:
+    """The most likely class of every record and its probability, batched and padded as training fed them."""
+    import torch
     from transformers import DataCollatorWithPadding, Trainer
 
     tok, max_length = checked.tokenizer, tuned.config.dataset.max_length
@@ -182,7 +195,8 @@ def predict(tuned: inference.Loaded, checked: preflight.Checked, records: Any) -
         )
         logits = trainer.predict(data).predictions
     logits = logits[0] if isinstance(logits, tuple) else logits
-    return [int(i) for i in logits.argmax(-1)]
+    best = torch.softmax(torch.as_tensor(logits).float(), dim=-1).max(dim=-1)
+    return best.indices.tolist(), best.values.tolist()
 
 
 def file_name(weights: str) -> str:

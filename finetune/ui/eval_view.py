@@ -134,7 +134,9 @@ def _classification(result: dict[str, Any], lang: str) -> str:
     )
     table = f"<table class='tb-eval-table'><tr>{heads}</tr>{rows}</table>"
     matrix = confusion(result["labels"], result["confusion"], lang)
-    samples = _samples(result.get("samples") or [], ("true", "predicted"), lang, first="text")
+    shown = [s | {"probability": f"{s['probability']:.0%}"} if "probability" in s else s
+             for s in result.get("samples") or []]  # fmt: skip
+    samples = _samples(shown, ("true", "predicted", "probability"), lang, first="text")
     return f"<p class='tb-scores'><b>{charts.esc(line)}</b></p>{matrix}{table}{samples}"
 
 
