@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -66,26 +67,27 @@ def step_of(run_dir: Path) -> int:
     return runs.read_status(run_dir).get("step") or 0
 
 
-def wait_step_above(run_dir: Path, step: int, timeout: float = 60) -> int:
+def shown_step(progress) -> int:
+    """The step the page's progress line shows (0 before the first)."""
+    found = re.search(r"step (\d+)/", progress.inner_text())
+    return int(found.group(1)) if found else 0
+
+
+def until_above(
+    read: Callable[[], int], step: int, what: str, timeout: float = 60, state: Callable[[], object] = str
+) -> int:
+    """``read()`` once it is past ``step``; fails naming ``what`` and its ``state()`` when it never does."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if step_of(run_dir) > step:
-            return step_of(run_dir)
+        if (now := read()) > step:
+            return now
         time.sleep(0.2)
-    raise AssertionError(f"{run_dir.name} did not get past step {step}: {runs.read_status(run_dir)}")
+    raise AssertionError(f"{what} did not get past step {step}: {read()} {state()}")
 
 
-def shown_step_above(progress, step: int, timeout: float = 30) -> int:
-    """The step the page shows once it is past ``step`` (the page follows the run a tick behind)."""
-    deadline = time.monotonic() + timeout
-    shown = 0
-    while time.monotonic() < deadline:
-        found = re.search(r"step (\d+)/", progress.inner_text())
-        shown = int(found.group(1)) if found else 0
-        if shown > step:
-            return shown
-        time.sleep(0.3)
-    return shown
+def wait_step_above(run_dir: Path, step: int, timeout: float = 60) -> int:
+    status = lambda: runs.read_status(run_dir)  # noqa: E731
+    return until_above(lambda: step_of(run_dir), step, run_dir.name, timeout, status)
 
 
 def test_closing_the_browser_mid_run_changes_nothing(browser, app, home: Path) -> None:
@@ -136,7 +138,7 @@ def test_resume_from_the_page_continues_the_steps(browser, app, home: Path, shot
     progress = page.locator("#tb-progress")
     expect(progress).to_contain_text(re.compile("running", re.I), timeout=SLOW)
     wait_step_above(run_dir, stopped_at + 3)
-    assert shown_step_above(progress, stopped_at) > stopped_at  # continued, not counted again from 1
+    until_above(lambda: shown_step(progress), stopped_at, "the page", 30)  # continued, not counted from 1
     loss_steps = [row["step"] for row in runs.read_metrics(run_dir) if "loss" in row]
     assert loss_steps == sorted(set(loss_steps)) and loss_steps[0] <= 2  # one curve, continued
     assert runs.read_status(run_dir)["attempt"] == 2
