@@ -205,6 +205,12 @@ def _json_row(line: str) -> dict[str, Any] | None:
     return row if isinstance(row, dict) else None
 
 
+def recent_metrics(run_dir: str | Path, window: int = 64 << 10) -> list[dict[str, Any]]:
+    """The metrics rows in metrics.jsonl's last ``window`` bytes: enough for the ETA's recent pace."""
+    lines, _ = _read_tail(Path(run_dir) / "metrics.jsonl", window)
+    return parse_metrics(lines)
+
+
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
     """Every metrics row of a run (for opening a finished run: one read)."""
     return follow_metrics(run_dir)[0]

@@ -52,10 +52,11 @@ def launch_kwargs(home: Path, blocks: Any, login: Login | None = None) -> dict[s
     from starlette.middleware import Middleware
 
     from finetune import runs, uploads
-    from finetune.ui import auth, gate, i18n, tensorboard
+    from finetune.ui import auth, gate, i18n, live, tensorboard
 
     login = login or auth.Login()
     _check_cache(home)
+    root = runs.runs_root(home)
     routes, middleware = auth.hf_sign_in(blocks) if login.kind == "huggingface" else ([], [])
     middleware = [*middleware, Middleware(gate.Gate, home=home, login=login.kind)]  # inside the session
     return {
@@ -65,9 +66,10 @@ def launch_kwargs(home: Path, blocks: Any, login: Login | None = None) -> dict[s
             font=["Inter", "Noto Sans JP", "IPAPGothic", "ui-sans-serif", "sans-serif"],
         ),
         "css_paths": [UI_DIR / "style.css"],
+        "js": live.LIVE_JS,  # the Run section's live line (finetune/ui/live.py)
         "i18n": gr.I18n(**{lang: texts["dictionary"] for lang, texts in i18n.gradio_texts().items()}),
         "app_kwargs": {
-            "routes": [*routes, *tensorboard.routes(runs.runs_root(home), blocks)],
+            "routes": [*routes, *live.routes(root, blocks), *tensorboard.routes(root, blocks)],
             "middleware": middleware,
             "openapi_url": None,  # FastAPI's schema route would answer without a login
         },

@@ -142,6 +142,14 @@ def hf_name(request: Request) -> str | None:
     return name if isinstance(name, str) else None
 
 
+def gradio_app(scope: dict, blocks: Any = None) -> Any:
+    """Gradio's server app for a request to a route mounted beside it (it holds the login's sessions)."""
+    app = scope.get("app")
+    if hasattr(app, "cookie_id") and hasattr(app, "tokens"):
+        return app
+    return getattr(blocks, "server_app", None) or getattr(getattr(blocks, "_queue", None), "server_app", None)
+
+
 async def allowed(app: Any, request: Request) -> bool:
     """Gradio's own test: no login configured, or a valid login cookie, or ``auth_dependency`` says who."""
     if app is None or not hasattr(app, "cookie_id"):

@@ -204,10 +204,12 @@ def no_run(lang: str) -> str:
     )
 
 
-def log_box(lines: list[str]) -> str:
-    """Log lines in a box that stays scrolled to its end (column-reverse), no script needed."""
+def log_box(lines: list[str], run: str | None = None, offset: int | None = None) -> str:
+    """Log lines in a box that stays scrolled to its end (column-reverse), no script needed. With the run
+    and the byte offset of train.log its lines end at, the page's live.js appends what follows."""
     text = esc("\n".join(lines)) if lines else ""
-    return f"<div class='tb-logbox'><pre>{text}</pre></div>"
+    follow = f" data-run='{esc(run)}' data-off='{int(offset)}'" if run and offset is not None else ""
+    return f"<div class='tb-logbox'{follow}><pre>{text}</pre></div>"
 
 
 def cards(items: list[tuple[str, Any]]) -> str:

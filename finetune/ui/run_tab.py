@@ -3,9 +3,12 @@ effective config with a YAML download and the equivalent command line.
 
     (built by finetune/ui/page.py; engine: finetune/jobs.py starts/stops, finetune/runs.py reads)
 
-Streaming: a gr.Timer ticks once a second while the watched run is live or queued (or others wait in the
-queue); each tick reads only the bytes appended to train.log and metrics.jsonl since the offsets kept in
-the page's state (finetune/runs.py: attach, poll). Nothing runs per job in this process
+Streaming: the progress line and the log follow the watched run once a second through the page's script
+and a JSON route (finetune/ui/live.py: no Gradio event, which costs the browser a core on a small machine);
+it clicks the hidden ``refresh`` button when the run's state or the queue changes. A slow gr.Timer
+(PLOT_EVERY) redraws the plots; each tick reads only the bytes appended to train.log and metrics.jsonl
+since the offsets kept in the page's state (finetune/runs.py: attach, poll). Nothing runs per job in this
+process
 (finetune/scheduler.py's one supervisor thread starts queued runs and notices dead ones), so a reload, a
 second browser or a restarted app simply attach again from the run directory. Start queues when every
 slot is busy; the queue is shared by every browser.
@@ -13,6 +16,7 @@ slot is busy; the queue is shared by every browser.
 
 from __future__ import annotations
 
+import json
 import shlex
 import time
 from dataclasses import dataclass, field
@@ -27,8 +31,9 @@ from finetune.ui import charts, i18n
 from finetune.ui.context import Ctx, config_from, engine_problems, merge
 from finetune.ui.downloads import download_file
 
-IDLE_TICK = 3.0  # seconds between checks while the run on screen is not moving
-PLOT_EVERY = 10.0  # seconds between redraws of the plots while a run trains
+# Seconds between Gradio's redraws of the run on screen (the plots while it trains; live.js keeps the
+# progress line and log current in between, and asks for a redraw at once when the state changes).
+PLOT_EVERY = 10.0
 PLOTS = {
     "loss_plot": {"loss": "loss", "eval_loss": "eval loss"},
     "lr_plot": {"learning_rate": "learning rate"},
@@ -68,6 +73,7 @@ class RunParts:
     effective: gr.Code | None = None
     follow: gr.State | None = None  # what runs.attach / runs.poll returned last
     timer: gr.Timer | None = None
+    refresh: gr.Button | None = None  # hidden: live.js clicks it when the run's state or the queue changed
 
     def config_panel(self) -> list[Any]:
         """The config panel, in :func:`config_view`'s order."""
@@ -85,7 +91,8 @@ def build(ctx: Ctx) -> None:
     _build_tensorboard(ctx, p)
     _build_config_panel(ctx, p)
     p.follow = gr.State({})
-    p.timer = gr.Timer(1.0, active=False)
+    p.timer = gr.Timer(PLOT_EVERY, active=False)
+    p.refresh = gr.Button(visible="hidden", elem_id="tb-live-refresh")
 
 
 def _build_launch(ctx: Ctx) -> None:
@@ -261,7 +268,6 @@ def view(
     p = ctx.run
     status = follow.get("status") or {}
     waiting = scheduler.queue(ctx.runs_root)
-    position = waiting.index(follow["run"]) + 1 if follow.get("run") in waiting else None
     queue_changed = follow.get("queue") != waiting or follow.get("fresh")
     config = config_updates(ctx, follow, lang)
     follow = {**follow, "queue": waiting, "effective": config.pop("effective", follow.get("effective"))}
@@ -269,11 +275,11 @@ def view(
     controls = {  # what the page shows of them now: a tick leaves out what is unchanged
         "stop": st.is_active(status),
         "resume": status.get("state") in st.RESUMABLE_STATES,
-        "timer": (1.0 if st.is_active(status) or waiting else IDLE_TICK, bool(follow.get("run"))),
+        "timer": bool(follow.get("run")),
     }
     shown = {} if follow.get("fresh") else follow.get("shown") or {}
     out: dict[Any, Any] = {
-        p.progress: progress_html(status, rows, position, len(waiting), lang)
+        p.progress: live_line(follow["run"], status, rows, waiting, lang)
         if follow.get("run")
         else charts.no_run(lang),
         **(queue_view(ctx, waiting, lang) if queue_changed else {}),
@@ -284,16 +290,16 @@ def view(
     if shown.get("resume") != controls["resume"]:
         out[p.resume] = gr.update(interactive=controls["resume"])
     if shown.get("timer") != controls["timer"]:
-        # Fast while something moves; slow (never off) while a finished run is on screen, so a late tick
-        # from before a Start can never leave the page frozen on the old run.
-        out[p.timer] = gr.Timer(controls["timer"][0], active=controls["timer"][1])
+        # Never off while a run is on screen, finished or not, so a late tick from before a Start can
+        # never leave the page frozen on the old run.
+        out[p.timer] = gr.Timer(PLOT_EVERY, active=controls["timer"])
     follow = {**follow, "shown": controls}
     if plots and _plots_due(follow, status):
         for name, keys in PLOTS.items():
             out[p.plots[name]] = charts.metric_frame(rows, keys)
         follow = {**follow, "plotted": len(rows), "plotted_at": time.monotonic()}
     if log:
-        out[p.log] = charts.log_box(follow.get("log") or [])
+        out[p.log] = charts.log_box(follow.get("log") or [], follow.get("run"), follow.get("log_off"))
     return {p.follow: follow, **out}
 
 
@@ -307,9 +313,23 @@ def _plots_due(follow: dict[str, Any], status: dict[str, Any]) -> bool:
     return time.monotonic() - follow.get("plotted_at", 0.0) >= PLOT_EVERY
 
 
-def progress_html(
+def live_line(
+    run_id: str, status: dict[str, Any], rows: list[dict[str, Any]], waiting: list[str], lang: str
+) -> str:
+    """The progress bar in the wrapper live.js follows: which run, in which language, and the state and
+    queue this view drew (live.js asks for a redraw when they change)."""
+    position = waiting.index(run_id) + 1 if run_id in waiting else None
+    state = status.get("state") or st.UNKNOWN
+    queue = json.dumps(waiting, separators=(",", ":"), ensure_ascii=False)  # as JSON.stringify writes it
+    attrs = {"run": run_id, "lang": lang, "state": state, "queue": queue}
+    data = " ".join(f"data-{key}='{charts.esc(value)}'" for key, value in attrs.items())
+    return f"<div class='tb-live' {data}>{progress_bar(status, rows, position, len(waiting), lang)}</div>"
+
+
+def progress_bar(
     status: dict[str, Any], rows: list[dict[str, Any]], position: int | None, waiting: int, lang: str
 ) -> str:
+    """The run's state, step, elapsed time and ETA over a bar; a queued run's place in the queue."""
     if position is not None:
         status = status | {"reason": i18n.t(lang, "run.queue_position", pos=position, n=waiting)}
     return charts.progress_bar(status, runs.progress(status, rows=rows), lang)
@@ -363,7 +383,7 @@ def wire(ctx: Ctx) -> None:
 
 
 def _wire_timer(ctx: Ctx, outs: list[Any]) -> None:
-    """Each tick reads what the watched run wrote since the last one."""
+    """Each tick (or a refresh live.js asks for) reads what the watched run wrote since the last one."""
     p = ctx.run
 
     def tick(follow: dict, watched: str | None, lang: str) -> dict:
@@ -376,7 +396,8 @@ def _wire_timer(ctx: Ctx, outs: list[Any]) -> None:
         follow, _, new_log = poll_run(ctx, follow)
         return view(ctx, follow, lang, log=new_log)  # plots: when due (_plots_due)
 
-    p.timer.tick(tick, [p.follow, p.watch, ctx.lang], outs, show_progress="hidden", concurrency_limit=None)
+    for trigger in (p.timer.tick, p.refresh.click):
+        trigger(tick, [p.follow, p.watch, ctx.lang], outs, show_progress="hidden", concurrency_limit=None)
 
 
 def _wire_start_stop_resume(ctx: Ctx, outs: list[Any]) -> None:

@@ -79,18 +79,9 @@ class TensorBoardRoute:
         app = await anyio.to_thread.run_sync(self._app)
         await app(scope, receive, send)
 
-    def gradio_app(self, scope: dict) -> Any:
-        app = scope.get("app")
-        if hasattr(app, "cookie_id") and hasattr(app, "tokens"):
-            return app
-        blocks = self.blocks
-        return getattr(blocks, "server_app", None) or getattr(
-            getattr(blocks, "_queue", None), "server_app", None
-        )
-
     async def authorized(self, scope: dict) -> bool:
         """The same test as Gradio's own routes: no login configured, or a valid session / dependency."""
-        return await auth.allowed(self.gradio_app(scope), Request(scope))
+        return await auth.allowed(auth.gradio_app(scope, self.blocks), Request(scope))
 
 
 def routes(logdir: Path, blocks: Any = None) -> list[Mount]:

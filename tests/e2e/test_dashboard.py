@@ -294,6 +294,28 @@ def test_metrics_reach_the_page_within_two_seconds(page: Page, app_home: Path) -
         assert shown >= step or _within(page, step, 2.0)
 
 
+def test_a_training_run_streams_without_a_gradio_event_a_second(page: Page, app_home: Path) -> None:
+    # Each Gradio event costs the browser a walk over every component (finetune/ui/live.py): the progress
+    # line and the log follow the run through /tb-live, and Gradio redraws only the plots, every 10 s.
+    joins: list[str] = []
+    lines: list[str] = []
+
+    def seen(request) -> None:
+        if "/gradio_api/queue/join" in request.url:
+            joins.append(request.url)
+        elif "/tb-live/" in request.url:
+            lines.append(request.url)
+
+    log = page.locator("#tb-log pre")
+    before_log, before = log.inner_text(), page.locator("#tb-progress").inner_text()
+    page.on("request", seen)
+    page.wait_for_timeout(6000)  # not time.sleep: playwright delivers the page's events while it waits
+    page.remove_listener("request", seen)
+    assert json.loads((newest_run(app_home) / "status.json").read_text())["state"] == "running"
+    assert len(lines) >= 4 and len(joins) <= 1, (len(lines), joins)
+    assert page.locator("#tb-progress").inner_text() != before and log.inner_text() != before_log
+
+
 def _within(page: Page, step: int, seconds: float) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:

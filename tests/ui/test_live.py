@@ -1,0 +1,86 @@
+"""The Run section's live line (finetune/ui/live.py): GET /tb-live/RUN answers the watched run's progress
+bar and new log lines, behind the page's login, for run folders only. The page polling it is
+tests/e2e/test_dashboard.py (test_metrics_reach_the_page_within_two_seconds,
+test_a_training_run_streams_without_a_gradio_event_a_second).
+
+.venv/bin/pytest tests/ui/test_live.py -q
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import ExitStack
+from pathlib import Path
+
+import httpx
+import pytest
+
+from finetune.ui import live, run_tab
+from ui.conftest import placeholder_page
+from ui.test_run_tab import append, make_run
+
+TOKEN = "hf_" + "a1B2" * 9  # the shape of a Hugging Face token
+
+
+@pytest.fixture
+def serve(tmp_path: Path):
+    """``serve(**launch)``: a page with only the live route mounted over tmp_path/runs; returns its URL."""
+    with ExitStack() as stack:
+
+        def start(**launch) -> str:
+            def settings(demo) -> dict:
+                return {"app_kwargs": {"routes": live.routes(tmp_path / "runs", demo)}, **launch}
+
+            return stack.enter_context(placeholder_page(settings))[1]
+
+        yield start
+
+
+def a_running_run(root: Path) -> Path:
+    run_dir = make_run(root, "20261202-101500-sft-tiny", "running", "2026-12-02T10:15:00+00:00",
+                       step=5, max_steps=10, pid=1)  # fmt: skip
+    append(run_dir / "metrics.jsonl", *(json.dumps({"step": s, "loss": 3.0 - s / 10}) for s in range(1, 6)))
+    append(run_dir / "train.log", "loading the model", f"login with token {TOKEN}")
+    return run_dir
+
+
+def test_the_progress_and_the_new_log_lines_in_the_page_language(serve, tmp_path: Path) -> None:
+    run_dir = a_running_run(tmp_path / "runs")
+    url = f"{serve()}/tb-live/{run_dir.name}"
+    got = httpx.get(url, params={"lang": "ja", "log": 0}, timeout=30).json()
+    assert got["state"] in ("running", "failed")  # pid 1 is not its process: the page's reconcile says so
+    assert "ステップ" in got["progress"] or "step" in got["progress"]
+    assert got["log"][0] == "loading the model" and TOKEN not in json.dumps(got)  # tokens stay hidden
+    assert got["log_off"] == (run_dir / "train.log").stat().st_size
+    append(run_dir / "train.log", "step 6")
+    again = httpx.get(url, params={"lang": "en", "log": got["log_off"]}, timeout=30).json()
+    assert again["log"] == ["step 6"]  # only what was written since
+    assert httpx.get(url, timeout=30).json()["log"] == []  # no offset: no log
+
+
+def test_the_answer_is_the_bar_the_gradio_view_draws(tmp_path: Path) -> None:
+    run_dir = a_running_run(tmp_path)
+    (run_dir / "status.json").write_text(json.dumps({"state": "queued"}))
+    got = live.snapshot(tmp_path, run_dir.name, "ja", -1)
+    drawn = run_tab.live_line(run_dir.name, {"state": "queued"}, [], got["queue"], "ja")
+    assert got["progress"] in drawn and "待機中" in drawn
+    assert f"data-run='{run_dir.name}'" in drawn and "data-state='queued'" in drawn
+
+
+@pytest.mark.parametrize("name", ["..", ".%2e", "%2e%2e", ".hidden", "nope", "..%2F..%2Fetc", "a%00b"])
+def test_only_a_run_folder_by_its_name(serve, tmp_path: Path, name: str) -> None:
+    a_running_run(tmp_path / "runs")
+    (tmp_path / "runs" / ".hidden").mkdir()
+    response = httpx.get(f"{serve()}/tb-live/{name}", params={"log": 0}, timeout=30)
+    assert "loading the model" not in response.text
+    if response.url.path.startswith("/tb-live/"):  # else the client resolved "..": another route answered
+        assert response.status_code == 404
+
+
+def test_behind_the_same_login_as_the_page(serve, tmp_path: Path) -> None:
+    run_dir = a_running_run(tmp_path / "runs")
+    url = serve(auth=("ada", "lovelace"))
+    assert httpx.get(f"{url}/tb-live/{run_dir.name}", params={"log": 0}, timeout=30).status_code == 401
+    with httpx.Client(base_url=url, timeout=30) as client:
+        assert client.post("/login", data={"username": "ada", "password": "lovelace"}).status_code == 200
+        assert client.get(f"/tb-live/{run_dir.name}", params={"log": 0}).json()["log"]
