@@ -14,7 +14,9 @@ that are padding, the training's peak memory (VmHWM on a CPU, torch.cuda.max_mem
 loss at equal tokens seen (the fewest tokens any run reached), and the seconds from launch (or Start) to the
 first training step. Then the ratios against (a), the dashboard's cold start (``python app.py`` until "/"
 answers), its process's RSS while its run trains, and the seconds the engine takes to compute token-length
-statistics of a 100,000-record JSONL (bench/token_stats.py).
+statistics of a 100,000-record JSONL (bench/token_stats.py). Before each CLI round, the engine's duration
+estimate (bench/estimate.py: what ``plan`` and the page show, from the speed the runs before it recorded) is
+printed beside how long the round then took; ``duration_error`` is the largest relative miss.
 
 The model is Llama-shaped with random weights, built here (bench/workload.py: hidden 256, 4 layers; --quick:
 hidden 64, 2 layers) with builtin:tiny-llama's tokenizer; the data is a generated chat set with log-normal
@@ -167,9 +169,25 @@ def run_plain(setup: Setup, out: Path) -> dict[str, Any]:
 
 def run_cli(setup: Setup, out: Path) -> dict[str, Any]:
     config = workload.write_config(beside(out, ".yaml"), setup.config)
+    estimate = duration_estimate(setup, config)  # from the speed the runs before this one recorded
     argv = [sys.executable, "-m", "finetune", "train", str(config), "--run-dir", str(out)]
     started, process_peak = spawn(argv, beside(out, ".log"), setup.env)
-    return measure.result(out, started, process_peak_mb=process_peak)
+    got = measure.result(out, started, process_peak_mb=process_peak)
+    if estimate:  # what the estimate covers: the process's start-up to its first step, then training
+        actual = got["first_step_s"] + got["train_runtime"]
+        got["estimate"] = estimate | {"actual_s": actual, "error": estimate["seconds"] / actual - 1}
+    return got
+
+
+def duration_estimate(setup: Setup, config: Path) -> dict[str, Any] | None:
+    """The engine's estimate for ``config`` (bench/estimate.py, in the runs' environment), None before any."""
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "estimate.py"), str(config)],
+        cwd=ROOT, env=setup.env, capture_output=True, text=True, timeout=RUN_TIMEOUT_S,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        raise RuntimeError(f"estimate.py failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def run_dashboard(setup: Setup, out: Path) -> dict[str, Any]:
@@ -277,6 +295,7 @@ def summary(
         "app_rss_mb": page["app_rss_max_mb"],
         "stats_100k_s": stats["seconds"],
         "first_step_s": c.get("first_step_s"),
+        "duration_error": duration_error(results.get("b", [])),
         "dashboard_tokens_per_s_vs_trl": measure.ratio(c.get("tokens_per_s"), a["tokens_per_s"]),
         "loss_vs_trl": measure.ratio(b["loss_at_equal"], a["loss_at_equal"]),
         "stats": stats,
@@ -289,6 +308,12 @@ def summary(
         "machine": machine(setup.cuda),
         **extra,
     }
+
+
+def duration_error(runs: list[dict[str, Any]]) -> float | None:
+    """The largest relative error of the duration estimates made before the CLI rounds (None: none made)."""
+    errors = [abs(r["estimate"]["error"]) for r in runs if r.get("estimate")]
+    return max(errors) if errors else None
 
 
 def cell(value: float | None, fmt: str, suffix: str = "") -> str:
@@ -357,6 +382,13 @@ def print_report(out: dict[str, Any], equal_tokens: float, skipped: str | None, 
         )
         same = "the same as the CLI's" if not drift else f"differs from the CLI's in {', '.join(drift)}"
         print(f"  its run's effective config (after.* aside) is {same}")
+    for n, run in enumerate(out["runs"]["b"], 1):
+        est = run.get("estimate")
+        said = "no estimate (no run had recorded this speed yet)"
+        if est:
+            said = (f"estimated {est['seconds']:.0f} s ({est['low']:.0f}-{est['high']:.0f}, from the "
+                    f"{est['source']}), took {est['actual_s']:.0f} s: {est['error']:+.0%}")  # fmt: skip
+        print(f"duration of CLI round {n}: {said}")
     print(
         f"token statistics of a {stats['file_records']:,}-record JSONL: {stats['seconds']:.1f} s "
         f"(the engine's statistics cover {stats['count']:,} of its records)"

@@ -2,11 +2,12 @@
 
     .venv/bin/python bench/token_stats.py CONFIG.yaml     # one JSON line: seconds, records, count, ...
 
-``finetune.plan.report`` is what ``python -m finetune plan`` prints and what the page's Dataset section
-shows (finetune/ui/previews.py calls it): it reads the dataset, renders the records with the template,
-tokenizes them and summarises their lengths (finetune.data.length_stats). The heavy libraries are imported
-before the clock starts, as in the page's process once it has answered once; the clock covers the call.
-``count`` is how many records the statistics cover (fewer than ``records`` when the engine samples).
+The clock covers what ``python -m finetune plan`` does: ``preflight.run`` (read and check the dataset, keep
+the first records), ``plan.lengths`` (every record rendered with the template and tokenized, where that is
+cheap: finetune.preflight.all_lengths; the page's Dataset section runs the same in the background) and
+``plan.report`` (finetune.data.length_stats summarises them). The heavy libraries are imported before the
+clock starts, as in the page's process once it has answered once. ``count`` is how many records the
+statistics cover (fewer than ``records`` when the engine samples).
 bench/run.py runs this in a fresh process per measurement, on a fresh datasets cache.
 """
 
@@ -24,14 +25,15 @@ def main() -> None:
     import datasets  # noqa: F401 - imported before the clock starts
     import torch  # noqa: F401
     import transformers  # noqa: F401
-    import trl  # noqa: F401
+    from trl import SFTConfig  # noqa: F401 - trl imports it on first use (plan.report's training arguments)
 
     from finetune import config as cfg
-    from finetune import plan
+    from finetune import plan, preflight
 
     config = cfg.load(sys.argv[1])
     started = time.perf_counter()
-    report = plan.report(config)
+    checked = preflight.run(config, sample=plan.SAMPLE)
+    report = plan.report(config, checked, plan.lengths(checked))
     seconds = time.perf_counter() - started
     lengths = report["dataset"]["lengths"]
     print(

@@ -33,6 +33,7 @@ from finetune import (
     model,
     paths,
     plan,
+    preflight,
     presets,
     runs,
     scheduler,
@@ -222,7 +223,9 @@ def _refuse_busy(run_dir: Path) -> None:
 
 def cmd_plan(args: argparse.Namespace, rest: list[str]) -> int:
     config = _load(args, rest)
-    rep = plan.report(config)
+    checked = preflight.run(config, sample=plan.SAMPLE)
+    lengths = None if args.json else plan.lengths(checked)  # every record's, where that is cheap
+    rep = plan.report(config, checked, lengths)
     print(json.dumps(rep["steps"].as_dict(), indent=1) if args.json else plan.format_report(rep))
     if args.explain:
         print("\n" + "\n\n".join(explain.paragraphs(config, args.lang)))

@@ -141,6 +141,13 @@ class DatasetConfig(Section):
         ge=1,
         description="Use only the first N records (quick trials); unset = all (0 in the page).",
     )
+    streaming: bool = Field(
+        False,
+        title="Stream the records",
+        description="Read records as training needs them instead of loading them all first (a Hub dataset "
+        "too big to download, or a folder of Parquet/JSONL shards); statistics come from the first records, "
+        "and training.max_steps is required.",
+    )
 
 
 class TemplateConfig(Section):
@@ -458,6 +465,34 @@ class TrainingConfig(BaseModel):
         return self
 
 
+def _check_streaming(config: Config) -> None:
+    """What a stream cannot give: its length (so no epochs), a held-out share, every label up front."""
+    if (config.training.max_steps or 0) <= 0:
+        raise FieldProblem(
+            "training.max_steps",
+            "a streamed dataset has no length, so epochs cannot be counted: set training.max_steps (the "
+            "optimizer steps to train; each takes batch size x accumulation records), or turn off "
+            "dataset.streaming",
+        )
+    if config.dataset.validation_split > 0:
+        raise FieldProblem(
+            "dataset.validation_split",
+            "a share of a stream of unknown length cannot be held out: set it to 0, or turn off "
+            "dataset.streaming",
+        )
+    if config.task == "classification":
+        raise FieldProblem(
+            "dataset.streaming",
+            "classification needs every label before training starts: turn off streaming (the labels are "
+            "read from the whole file)",
+        )
+    if config.dataset.max_records:
+        raise FieldProblem(
+            "dataset.max_records",
+            "a stream is cut by training.max_steps: leave dataset.max_records empty (0 in the page)",
+        )
+
+
 # Fields the training process owns (or that would leak secrets into checkpoints).
 FORBIDDEN_TRAINING = {
     "output_dir": "the run directory is chosen by Tuneboard (`--run-dir` on the CLI)",
@@ -522,6 +557,8 @@ class Config(Section):
         if self.task == "classification" and self.tokens.add:
             problem = "new tokens are for generative tasks (sft, text); remove them for classification"
             raise FieldProblem("tokens.add", problem)
+        if self.dataset.streaming:
+            _check_streaming(self)
         return self
 
     def source(self, path: str) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +23,7 @@ import numpy as np
 from finetune.config import ColumnMap, DatasetConfig
 from finetune.datafiles import DataError, load
 
-__all__ = ["DataError", "DatasetConfig", "Prepared", "load", "prepare", "preview", "length_stats"]
+__all__ = ["DataError", "DatasetConfig", "Prepared", "load", "prepare", "records", "preview", "length_stats"]
 
 ROLES = {"system": "system", "user": "user", "assistant": "assistant", "human": "user", "gpt": "assistant"}
 
@@ -78,6 +79,13 @@ class Prepared:
     n_train: int = 0
     n_eval: int = 0
     sampled: bool = False
+    streamed: bool = False  # dataset.streaming: ``train`` is an IterableDataset; n_records counts those read
+    head: datasets.Dataset | None = None  # a stream's first records, for the checks that look at some
+
+    @property
+    def first(self) -> datasets.Dataset:
+        """The records the checks look at the first of: all of them, or a stream's first ones."""
+        return self.head if self.head is not None else self.train
 
 
 # ---------------------------------------------------------------- reading
@@ -207,18 +215,13 @@ def prepare(
     Records are read in batches, so memory holds what is kept: everything for training, the first
     ``sample`` records for a preview of a file of any size.
     """
-    ds = load(cfg)
-    if cfg.max_records:
-        ds = ds.select(range(min(cfg.max_records, len(ds))))
-    layout, columns = resolve_layout(ds.column_names, cfg, task)
-    _check_task(task, layout, ds.column_names)
-    used = list(dict.fromkeys(c for c in columns.model_dump().values() if c))
-    required = REQUIRED[layout if task == "sft" else task]
+    if cfg.streaming:
+        return _prepare_stream(cfg, task, system_prompt, sample)
+    ds, layout, columns, required = _source(cfg, task)
     tally = _Tally({role: 0 for role in required})
     kept: list[dict[str, Any]] = []
-    for index, row in _rows(ds.select_columns(used)):
-        record = _convert(index, row, task, layout, columns, required, system_prompt, tally)
-        if record is not None and (sample is None or len(kept) < sample):
+    for _, record in _converted(ds, task, layout, columns, required, system_prompt, tally):
+        if sample is None or len(kept) < sample:
             kept.append(record)
     warnings = tally.warnings(columns, required, task, len(ds))
     label_names = None
@@ -233,6 +236,94 @@ def prepare(
         return Prepared(full, None, n_records=n, n_train=n - n_eval, n_eval=n_eval, sampled=True, **common)
     train, held_out = _split(full, n_eval, seed)
     return Prepared(train, held_out, n_records=len(full), n_train=len(train), n_eval=n_eval, **common)
+
+
+def records(
+    cfg: DatasetConfig, task: str, *, system_prompt: str | None = None, batch_size: int = 1000
+) -> Iterator[tuple[int, int, list[dict[str, Any]]]]:
+    """Every usable record, converted for ``task`` as :func:`prepare` converts it, ``batch_size`` at a time:
+    (rows read so far, rows in all, the batch). Nothing is kept, so statistics can cover a file of any size.
+    Run :func:`prepare` first: its errors and warnings about the records are not repeated here."""
+    ds, layout, columns, required = _source(cfg, task)
+    tally = _Tally({role: 0 for role in required})
+    batch: list[dict[str, Any]] = []
+    for index, record in _converted(ds, task, layout, columns, required, system_prompt, tally):
+        batch.append(record)
+        if len(batch) == batch_size:
+            yield index + 1, len(ds), batch
+            batch = []
+    if batch:
+        yield len(ds), len(ds), batch
+
+
+def _source(cfg: DatasetConfig, task: str) -> tuple[datasets.Dataset, str, ColumnMap, tuple[str, ...]]:
+    """The stored records (``max_records`` applied), their layout and columns, and the roles they need."""
+    ds = load(cfg)
+    if cfg.max_records:
+        ds = ds.select(range(min(cfg.max_records, len(ds))))
+    layout, columns = resolve_layout(ds.column_names, cfg, task)
+    _check_task(task, layout, ds.column_names)
+    return ds, layout, columns, REQUIRED[layout if task == "sft" else task]
+
+
+def _converted(
+    ds: datasets.Dataset,
+    task: str,
+    layout: str,
+    columns: ColumnMap,
+    required: tuple[str, ...],
+    system_prompt: str | None,
+    tally: _Tally,
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(row index, record) of each usable row, read a batch at a time; ``tally`` counts what was dropped."""
+    used = list(dict.fromkeys(c for c in columns.model_dump().values() if c))
+    for index, row in _rows(ds.select_columns(used)):
+        record = _convert(index, row, task, layout, columns, required, system_prompt, tally)
+        if record is not None:
+            yield index, record
+
+
+STREAM_SAMPLE = 2000  # records of a stream read for the page's preview and statistics, and for plan
+STREAM_COLUMNS = {  # the converted records' types, named up front: a mapped stream does not know them
+    "sft": {"messages": [{"role": datasets.Value("string"), "content": datasets.Value("string")}]},
+    "text": {"text": datasets.Value("string")},
+}
+
+
+def _prepare_stream(cfg: DatasetConfig, task: str, system_prompt: str | None, sample: int | None) -> Prepared:
+    """dataset.streaming: with ``sample`` (the page, plan), its first records, converted and kept; without
+    (training), the stream itself, each record converted as the trainer reads it and unusable ones skipped.
+    A stream's length is unknown, so ``n_records`` counts the first records read (config.py asks for
+    max_steps, no held-out share, no classification)."""
+    ds = load(cfg)
+    layout, columns = resolve_layout(ds.column_names, cfg, task)
+    _check_task(task, layout, ds.column_names)
+    required = REQUIRED[layout if task == "sft" else task]
+    tally = _Tally({role: 0 for role in required})
+    head = datasets.Dataset.from_list(list(ds.take(sample or STREAM_SAMPLE)))  # read once, kept in memory
+    kept = [record for _, record in _converted(head, task, layout, columns, required, system_prompt, tally)]
+    warnings = tally.warnings(columns, required, task, len(head))
+    common = {"layout": layout, "columns": columns, "label_names": None, "warnings": warnings}
+    n = len(kept)
+    if sample is not None:
+        first = datasets.Dataset.from_list(kept) if kept else datasets.Dataset.from_dict({task: []})
+        return Prepared(first, None, n_records=n, n_train=n, sampled=True, streamed=True, **common)
+    used = list(dict.fromkeys(c for c in columns.model_dump().values() if c))
+    seen, read = _Tally({role: 0 for role in required}), [0]  # read: rows so far, to name a bad one
+
+    def convert(batch: dict[str, list]) -> dict[str, list]:
+        rows = [dict(zip(batch, values, strict=True)) for values in zip(*batch.values(), strict=True)]
+        done = [_convert(read[0] + i, row, task, layout, columns, required, system_prompt, seen)
+                for i, row in enumerate(rows)]  # fmt: skip
+        read[0] += len(rows)
+        name = next(iter(STREAM_COLUMNS[task]))
+        return {name: [record[name] for record in done if record is not None]}
+
+    train = ds.select_columns(used).map(
+        convert, batched=True, remove_columns=used, features=datasets.Features(STREAM_COLUMNS[task])
+    )
+    first = datasets.Dataset.from_list(kept)
+    return Prepared(train, None, n_records=n, n_train=n, streamed=True, head=first, **common)
 
 
 def _check_task(task: str, layout: str, column_names: list[str]) -> None:
@@ -403,7 +494,8 @@ def _normalise(index: int, value: Any) -> list[dict[str, str]]:
                 f"record {index}, message {number}: unknown role {role!r}; use system, user or assistant "
                 "(ShareGPT: system, human, gpt)",
             )
-        content = next((message[k] for k in ("content", "value") if message.get(k) is not None), "")
+        content = message.get("content")
+        content = message.get("value") if content is None else content  # ShareGPT's name for it
         out.append({"role": mapped, "content": _text(content, "messages", index)})
     return out
 
@@ -464,13 +556,13 @@ def preview(cfg: DatasetConfig, n: int = 20) -> dict[str, Any]:
         mapping = columns.model_dump(exclude_none=True)
     except DataError as exc:
         error = {"field": exc.field, "message": exc.message}
-    rows = [_shorten(row) for row in ds.select(range(min(n, len(ds)))).to_list()]
+    first = list(ds.take(n)) if cfg.streaming else ds.select(range(min(n, len(ds)))).to_list()
     return {
         "columns": ds.column_names,
-        "rows": rows,
+        "rows": [_shorten(row) for row in first],
         "layout": layout,
         "mapping": mapping,
-        "n_records": len(ds),
+        "n_records": None if cfg.streaming else len(ds),  # a stream's length is unknown
         "error": error,
     }
 

@@ -50,15 +50,41 @@ def builtin_names() -> list[str]:
     return sorted(p.stem for p in DATA_DIR.iterdir() if p.suffix.lower() in FORMATS)
 
 
-def load(cfg: DatasetConfig) -> datasets.Dataset:
-    """The records as stored (no layout conversion, ``max_records`` not applied)."""
+def load(cfg: DatasetConfig) -> datasets.Dataset | datasets.IterableDataset:
+    """The records as stored (no layout conversion, ``max_records`` not applied); with ``streaming``, an
+    ``IterableDataset`` that reads them as they are asked for (its column names are set)."""
     source, fmt = resolve_source(cfg)
-    ds = _load_hub(source, cfg) if fmt == "hub" else _load_file(Path(source), fmt)
-    if len(ds) == 0 or not ds.column_names:
-        raise DataError("dataset.path", f"{source} holds no records; add some or pick another file")
+    if cfg.streaming:
+        ds = _stream(source, fmt, cfg)
+    else:
+        ds = _load_hub(source, cfg) if fmt == "hub" else _load_file(Path(source), fmt)
+        if len(ds) == 0 or not ds.column_names:
+            raise DataError("dataset.path", f"{source} holds no records; add some or pick another file")
     renames = {c: c.replace("\ufeff", "").strip() for c in ds.column_names}
     renames = {old: new for old, new in renames.items() if old != new and new}
     return ds.rename_columns(renames) if renames else ds
+
+
+def _stream(source: str, fmt: str, cfg: DatasetConfig) -> datasets.IterableDataset:
+    """A Hub dataset, a folder of shards (the same call: datasets reads a local folder as a Hub repo) or one
+    file, read as a stream; nothing is downloaded or converted up front. Its first record is read here, so a
+    wrong id or an empty source is said now, and the column names are known."""
+    try:
+        if fmt in ("hub", "folder"):
+            ds = datasets.load_dataset(source, name=cfg.subset, split=cfg.split, streaming=True)
+        else:
+            builder, options = _builder(Path(source), "jsonl" if fmt == "json" else fmt)
+            ds = datasets.load_dataset(builder, data_files=source, split="train", streaming=True, **options)
+        first = next(iter(ds.take(1)), None)
+    except Exception as exc:  # noqa: BLE001 - network, auth, a bad file: one clear message, no traceback
+        if fmt == "hub":
+            raise _hub_problem(source, exc) from exc
+        raise _explain(exc, Path(source), fmt) from exc
+    if first is None:
+        raise DataError("dataset.path", f"{source} holds no records; add some or pick another source")
+    if ds.column_names is None:  # JSON lines name their columns only in the records
+        ds = ds.select_columns(list(first))
+    return ds.filter(lambda row: bool(row["text"].strip())) if fmt == "txt" else ds
 
 
 def resolve_source(cfg: DatasetConfig) -> tuple[str, str]:
@@ -85,8 +111,14 @@ def resolve_source(cfg: DatasetConfig) -> tuple[str, str]:
                 f"file {raw} does not exist (relative paths start at {Path.cwd()}); check the path, "
                 "or give a Hub dataset as org/name",
             )
+        if path.is_dir() and cfg.streaming:
+            return str(path), "folder"  # shards, read as datasets reads a Hub repo's files
         if path.is_dir():
-            raise DataError("dataset.path", f"{raw} is a folder; point dataset.path at a data file inside it")
+            raise DataError(
+                "dataset.path",
+                f"{raw} is a folder; point dataset.path at a data file inside it, or turn on "
+                "dataset.streaming to read its Parquet/JSONL shards as one dataset",
+            )
     fmt = cfg.format if cfg.format != "auto" else FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise DataError(
@@ -107,19 +139,23 @@ def _load_hub(repo_id: str, cfg: DatasetConfig) -> datasets.Dataset:
     try:
         return datasets.load_dataset(repo_id, name=cfg.subset, split=cfg.split)
     except Exception as exc:  # network, auth, unknown subset or split: one clear message, no traceback
-        if datasets.config.HF_HUB_OFFLINE:  # the id may be right: what is missing is the network
-            raise DataError(
-                "dataset.path",
-                f"the Hub dataset {repo_id!r} is not in the local cache and Hub downloads are off "
-                "(HF_HUB_OFFLINE is set): download it while online, or save it as a file and give its path",
-            ) from exc
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(
+        raise _hub_problem(repo_id, exc) from exc
+
+
+def _hub_problem(repo_id: str, exc: BaseException) -> DataError:
+    if datasets.config.HF_HUB_OFFLINE:  # the id may be right: what is missing is the network
+        return DataError(
             "dataset.path",
-            f"could not load the Hub dataset {repo_id!r}: {reason}. Check the id, dataset.subset and "
-            "dataset.split, the network (HF_HUB_OFFLINE must be unset), and HF_TOKEN for a private or gated "
-            "dataset",
-        ) from exc
+            f"the Hub dataset {repo_id!r} is not in the local cache and Hub downloads are off "
+            "(HF_HUB_OFFLINE is set): download it while online, or save it as a file and give its path",
+        )
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return DataError(
+        "dataset.path",
+        f"could not load the Hub dataset {repo_id!r}: {reason}. Check the id, dataset.subset and "
+        "dataset.split, the network (HF_HUB_OFFLINE must be unset), and HF_TOKEN for a private or gated "
+        "dataset",
+    )
 
 
 def _load_file(path: Path, fmt: str) -> datasets.Dataset:
@@ -135,14 +171,19 @@ def _load_file(path: Path, fmt: str) -> datasets.Dataset:
         raise _explain(exc, path, fmt) from exc
 
 
-def _load_with_datasets(path: Path, fmt: str) -> datasets.Dataset:
-    builder, options = {
+def _builder(path: Path, fmt: str) -> tuple[str, dict[str, Any]]:
+    """The ``datasets`` builder for a file format, and its options."""
+    return {
         "csv": ("csv", {**CSV_OPTIONS, "delimiter": csv_delimiter(path)}),
         "tsv": ("csv", {**CSV_OPTIONS, "delimiter": "\t"}),
         "jsonl": ("json", {}),
         "parquet": ("parquet", {}),
         "txt": ("text", {"encoding": "utf-8-sig"}),
     }[fmt]
+
+
+def _load_with_datasets(path: Path, fmt: str) -> datasets.Dataset:
+    builder, options = _builder(path, fmt)
     ds = datasets.load_dataset(
         builder, data_files=str(path), split="train", cache_dir=str(cache_dir()), **options
     )

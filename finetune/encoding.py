@@ -36,6 +36,9 @@ def tokenized(config: Any, checked: Any, ds: Any) -> Any:
         out = {"input_ids": [e.ids for e in done]}
         return out | ({"assistant_masks": [e.mask for e in done]} if assistant_only else {})
 
+    if not hasattr(ds, "__len__"):  # a stream (dataset.streaming): encoded as the trainer reads it
+        return ds.map(encode, batched=True, batch_size=templates.BATCH, remove_columns=ds.column_names,
+                      features=_features(assistant_only))  # fmt: skip
     path = cache_file(config, checked, ds)
     hit = path is not None and path.is_file()
     started = time.monotonic()
@@ -52,6 +55,15 @@ def tokenized(config: Any, checked: Any, ds: Any) -> Any:
     where = f" ({path.name})" if path else ""
     print(f"tokenized {len(out):,} records {how}{where}", file=sys.stderr, flush=True)  # stdout: answers
     return out
+
+
+def _features(assistant_only: bool) -> Any:
+    """The encoded columns' types, named up front: TRL tells encoded records by their column names, which a
+    mapped stream does not know without them."""
+    import datasets
+
+    ids = datasets.List(datasets.Value("int64"))
+    return datasets.Features({"input_ids": ids, **({"assistant_masks": ids} if assistant_only else {})})
 
 
 def cache_file(config: Any, checked: Any, ds: Any) -> Path | None:

@@ -41,7 +41,7 @@ def run(run_dir: Path, *, checkpoint: int | None = None, base: bool = True, samp
     tuned = inference.load(Path(run_dir), checkpoint=checkpoint)
     checked = preflight.run(tuned.config, pinned=rundir.pinned(tuned.run_dir))
     held_out = checked.dataset.eval is not None and len(checked.dataset.eval) > 0
-    records = checked.dataset.eval if held_out else checked.dataset.train
+    records = checked.dataset.eval if held_out else checked.dataset.first
     result: dict[str, Any] = {
         "weights": tuned.weights,
         "step": inference.weights_step(tuned.run_dir, tuned.weights),

@@ -131,12 +131,38 @@ def steps_from_args(records: int, args: Any, devices: int = 1) -> Steps:
 
 # Records kept in memory for a plan or the page's previews; every record is still read, checked and counted.
 SAMPLE = 5000
+# Token statistics cover every record when all of them come to about this many tokens at most (measured at
+# ~2 M tokens/s on 2 CPU cores: bench/RESULTS.md); beyond it, the first preflight.LENGTH_SAMPLE records, and
+# the statistics say they are a sample.
+EVERY_RECORD_TOKENS = 50_000_000
 
 
-def report(config: Any, checked: Any = None) -> dict[str, Any]:
+def lengths(checked: Any, progress: Any = None) -> list[int]:
+    """Token lengths for the statistics: every record's (preflight.all_lengths) where :func:`every_record`
+    says that is cheap, else the first preflight.LENGTH_SAMPLE records'. ``progress(read, total)``."""
+    sample = preflight.record_lengths(checked)
+    mean = sum(sample) / len(sample) if sample else 0.0
+    stats = {"count": len(sample), "records": checked.dataset.n_records, "mean": mean}
+    cheap = every_record(checked.config, stats)
+    return preflight.all_lengths(checked, progress, known=sample) if cheap else sample
+
+
+def every_record(config: Any, stats: dict[str, Any]) -> bool:
+    """Whether statistics from a sample (``count`` of ``records``, ``mean`` tokens a record) can cheaply be
+    computed over every record instead: EVERY_RECORD_TOKENS at most, at the sample's mean; never for a stream
+    (dataset.streaming: its statistics come from the first records)."""
+    count, records = stats.get("count", 0), stats.get("records", 0)
+    cheap = 0 < count < records and records * stats.get("mean", 0) <= EVERY_RECORD_TOKENS
+    return cheap and not config.dataset.streaming
+
+
+def report(config: Any, checked: Any = None, lengths: list[int] | None = None) -> dict[str, Any]:
     """Everything ``plan`` prints, as data: effective values, dataset summary, steps, memory, warnings.
 
     ``checked``: preflight.run's answer for ``config`` when the caller has it already (the page caches it).
+    ``lengths``: the token lengths the statistics describe (:func:`lengths`); by default the first
+    preflight.LENGTH_SAMPLE records'. The statistics' ``records`` is how many there are in all: a ``count``
+    below it means they come from a sample.
     """
     checked = checked or preflight.run(config, sample=SAMPLE)
     device = model.detect_device()
@@ -150,9 +176,11 @@ def report(config: Any, checked: Any = None) -> dict[str, Any]:
         has_eval=has_eval,
         memory_gb=device.memory_gb,
     )
-    lengths = preflight.record_lengths(checked)
+    lengths = preflight.record_lengths(checked) if lengths is None else lengths
     steps = steps_from_args(checked.dataset.n_train, args, config.launch.num_processes)
-    stats = data.length_stats(lengths, config.dataset.max_length) if lengths else {}
+    stats = data.length_stats(lengths, config.dataset.max_length) if len(lengths) else {}
+    if stats:
+        stats["records"] = checked.dataset.n_records
     warnings = list(checked.warnings)
     if stats.get("over_max"):
         stats["truncation"] = truncation(stats, config.dataset.max_length, config.task)
@@ -301,10 +329,12 @@ def format_report(rep: dict[str, Any]) -> str:
     ]
     if ds["lengths"]:
         st = ds["lengths"]
+        sampled = ""
+        if st["count"] < st["records"]:
+            sampled = f" (sampled {st['count']:,} of {st['records']:,} records)"
         lines.append(
-            f"  tokens per record: min {st['min']}, mean {st['mean']:.0f}, p90 {st['p90']:.0f}, "
-            f"max {st['max']}; "
-            f"{st['over_max']} over max_length"
+            f"  tokens per record{sampled}: min {st['min']}, mean {st['mean']:.0f}, p90 {st['p90']:.0f}, "
+            f"max {st['max']}; {st['over_max']} over max_length"
         )
     lines += [
         f"  template: {rep['template']}; new tokens: {rep['new_tokens'] or 'none'}",

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -106,7 +109,7 @@ def unused_tokens(checked: Checked) -> list[str]:
     writes (a template's own markers, such as <|im_start|>, are used even when no record holds them)."""
     source = checked.template.source if checked.template else ""
     left = [t for t in checked.config.tokens.add if t not in source]
-    ds = checked.dataset.train
+    ds = checked.dataset.first
     budget = char_budget(checked.config.dataset.max_length)
     for record in ds.select(range(min(UNUSED_SCAN, len(ds)))) if left else ():
         if "messages" in record:
@@ -136,7 +139,7 @@ def choose_template(config: Config, tokenizer: Any, fam: dict[str, Any] | None) 
 
 def _check_template(checked: Checked) -> None:
     config, tokenizer, template = checked.config, checked.tokenizer, checked.template
-    sample = checked.dataset.train[0]["messages"] if len(checked.dataset.train) else None
+    sample = checked.dataset.first[0]["messages"] if len(checked.dataset.first) else None
     family_template = checked.family.get("template") if checked.family else None
     checked.warnings += templates.check(template, tokenizer, sample, model_family_template=family_template)
     if config.template.train_on == "assistant" and not templates.has_generation_markers(template.source):
@@ -163,7 +166,7 @@ def _check_records(checked: Checked, limit: int = 2000) -> None:
     """The records must render: a template that raises on one (gemma2 and a system message after the first
     turn) would otherwise stop the run inside the trainer. The records record_lengths measures, cut alike."""
     budget = char_budget(checked.config.dataset.max_length)
-    ds = checked.dataset.train
+    ds = checked.dataset.first
     records = [clip_messages(r["messages"], budget)[0] for r in ds.select(range(min(limit, len(ds))))]
     specials = templates.special_tokens(checked.tokenizer)
     try:
@@ -212,27 +215,114 @@ def clip_messages(messages: list[dict[str, Any]], budget: int) -> tuple[list[dic
     """Each message's content cut to ``budget`` characters, and how many times longer the whole is."""
     out, full, kept = [], 0, 0
     for message in messages:
-        content = str(message.get("content") or "")
-        cut, _ = clip_text(content, budget)
-        out.append({**message, "content": cut})
-        full, kept = full + len(content), kept + len(cut)
+        content = message.get("content")
+        text = content if isinstance(content, str) else str(content or "")
+        cut = text[:budget]
+        out.append(message if cut is content else {**message, "content": cut})  # a whole text: no copy
+        full, kept = full + len(text), kept + len(cut)
     return out, (full / kept if kept and full > kept else 1.0)
 
 
-def record_lengths(checked: Checked, limit: int = 2000) -> list[int]:
-    """Token length of the first ``limit`` training records after templating.
+# Records whose lengths are measured at once (the page; plan beyond plan.EVERY_RECORD_TOKENS). all_lengths
+# measures every record in chunks of LENGTH_CHUNK records and LENGTH_CHUNK_CHARS characters at most (one
+# sandbox child and one tokenizer call each), LENGTH_WORKERS at a time: a chunk tokenizes (the tokenizer lets
+# go of the GIL) while the next renders in its child and the one after is read.
+LENGTH_SAMPLE = 2000
+LENGTH_CHUNK = 4000
+LENGTH_CHUNK_CHARS = templates.BATCH_CHARS
+LENGTH_WORKERS = 2
 
-    Bounded work: each text is cut to :func:`char_budget` characters first (a 50 MB record would take
-    gigabytes to tokenize); a cut record's length is extrapolated from its start, so it counts as longer than
-    max_length, as it is.
-    """
-    ds = checked.dataset.train.select(range(min(limit, len(checked.dataset.train))))
-    tok, budget = checked.tokenizer, char_budget(checked.config.dataset.max_length)
+
+def record_lengths(checked: Checked, limit: int = LENGTH_SAMPLE) -> list[int]:
+    """Token length of the first ``limit`` training records after templating (:func:`measure`)."""
+    ds = checked.dataset.first
+    return measure(checked, clipped(checked, ds.select(range(min(limit, len(ds)))).to_list()))
+
+
+def clipped(checked: Checked, records: list[dict[str, Any]]) -> list[tuple[Any, float]]:
+    """Each record's conversation (or text) with every text cut to :func:`char_budget` characters, and how
+    many times longer the whole is. Bounded work: a 50 MB record would take gigabytes to tokenize."""
+    budget = char_budget(checked.config.dataset.max_length)
     if checked.config.task == "sft":
-        clipped = [clip_messages(r["messages"], budget) for r in ds]
-        encoded = templates.encode(tok, checked.template, [c for c, _ in clipped], assistant_only=False)
-        lengths = [len(e.ids) for e in encoded]
+        return [clip_messages(r["messages"], budget) for r in records]
+    return [clip_text(r["text"], budget) for r in records]
+
+
+def measure(checked: Checked, records: list[tuple[Any, float]]) -> list[int]:
+    """Token length of each :func:`clipped` record after templating: the ids the trainer reads before it
+    truncates to max_length (templates.lengths; task text and classification: the text and its end-of-text
+    token). A cut record's length is extrapolated from its start, so it counts as longer than max_length, as
+    it is."""
+    tok, items = checked.tokenizer, [item for item, _ in records]
+    if checked.config.task == "sft":
+        lengths = templates.lengths(tok, checked.template, items, batch=max(len(items), 1))
     else:
-        clipped = [clip_text(r["text"], budget) for r in ds]
-        lengths = [len(ids) + 1 for ids in tok([c for c, _ in clipped])["input_ids"]] if clipped else []
-    return [round(n * scale) for n, (_, scale) in zip(lengths, clipped, strict=True)]
+        lengths = [n + 1 for n in templates.token_counts(tok, items, add_special_tokens=True)]
+    return [round(n * scale) for n, (_, scale) in zip(lengths, records, strict=True)]
+
+
+def all_lengths(
+    checked: Checked, progress: Callable[[int, int], None] | None = None, known: list[int] | None = None
+) -> list[int]:
+    """The token length of every usable record of the dataset, in order, not only of the first ones
+    ``checked`` keeps, as :func:`record_lengths` measures them. The data is read and converted again
+    (data.records), and cut and measured a chunk at a time, so memory holds the lengths and a few chunks.
+    ``progress(rows read, rows in all)`` after each chunk; ``known``: the first records' lengths, measured
+    already (record_lengths). 100,000 chat records: bench/RESULTS.md."""
+    ds, known = checked.dataset, known or []
+    if len(ds.first) >= ds.n_records:  # every record is in memory already
+        return record_lengths(checked, ds.n_records)
+    cfg = checked.config
+    batches = data.records(cfg.dataset, cfg.task, system_prompt=cfg.template.system_prompt)
+    out: list[int] = []
+    pending: deque[tuple[int, int, int, Future[list[int]]]] = deque()  # (first record, read, total, lengths)
+    with ThreadPoolExecutor(LENGTH_WORKERS, thread_name_prefix="tuneboard-lengths") as pool:
+        for first, read, total, chunk in _length_chunks(checked, batches):
+            done = known[first : first + len(chunk)]
+            pending.append((first, read, total, pool.submit(_measure_rest, checked, chunk, done)))
+            while len(pending) > LENGTH_WORKERS:  # the next chunk is read while these run, no more held
+                out += _chunk_lengths(*pending.popleft(), progress)
+        while pending:
+            out += _chunk_lengths(*pending.popleft(), progress)
+    return out
+
+
+def _measure_rest(checked: Checked, chunk: list[tuple[Any, float]], done: list[int]) -> list[int]:
+    """The lengths of a chunk whose first ones are ``done``."""
+    return done + measure(checked, chunk[len(done) :]) if len(done) < len(chunk) else done
+
+
+def _length_chunks(checked: Checked, batches: Any) -> Any:
+    """(index of the first record, rows read, rows in all, clipped records) in chunks of LENGTH_CHUNK records
+    and LENGTH_CHUNK_CHARS characters at most, from data.records' batches."""
+    first, chunk, chars, read, total = 0, [], 0, 0, 0
+    for read, total, records in batches:
+        for record in clipped(checked, records):
+            item = record[0]
+            chunk.append(record)
+            chars += len(item) if isinstance(item, str) else sum(len(m["content"]) for m in item)
+            if len(chunk) >= LENGTH_CHUNK or chars >= LENGTH_CHUNK_CHARS:
+                yield first, read, total, chunk
+                first, chunk, chars = first + len(chunk), [], 0
+    if chunk:
+        yield first, read, total, chunk
+
+
+def _chunk_lengths(
+    first: int, read: int, total: int, lengths: Future[list[int]], progress: Callable[[int, int], None] | None
+) -> list[int]:
+    """A chunk's lengths once measured; a record its template cannot render is named by its place in the
+    data (the trainer would stop on it)."""
+    try:
+        done = lengths.result()
+    except templates.TemplateError as exc:
+        if exc.index is None:
+            raise
+        raise templates.TemplateError(
+            f"{exc.message} (record {first + exc.index + 1:,} of the usable ones); fix it or pick a template "
+            "that accepts it",
+            first + exc.index,
+        ) from None
+    if progress is not None:
+        progress(read, total)
+    return done

@@ -38,8 +38,8 @@ class Choice:
 
 def sampling(config: Any, batch_size: int, padding_free: bool) -> Choice | None:
     """Length-grouped batches, where a batch is padded (more than one record, no packing)."""
-    if config.training.packing or padding_free or batch_size < 2:
-        return None
+    if config.training.packing or padding_free or batch_size < 2 or config.dataset.streaming:
+        return None  # a stream is read in its stored order: there is nothing to group
     why = "records of similar length share a batch, so batches carry less padding (batches shuffled)"
     return Choice("group_by_length", why)
 

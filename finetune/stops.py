@@ -38,7 +38,7 @@ class Prompt:
 def prompts(checked: preflight.Checked, limit: int) -> tuple[list[Prompt], str]:
     """Up to ``limit`` prompts from the validation split (else the training records), and which it was."""
     held_out = checked.dataset.eval is not None and len(checked.dataset.eval) > 0
-    records = checked.dataset.eval if held_out else checked.dataset.train
+    records = checked.dataset.eval if held_out else checked.dataset.first
     found = []
     for record in records.select(range(min(len(records), limit * 2))):
         prompt = _prompt(record)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +31,8 @@ MAX_SOURCE_BYTES = 64 * 1024  # the longest official templates are ~10 KiB
 MAX_RENDER_SECONDS = 2.0
 PER_RECORD_SECONDS = 0.005
 MAX_OUTPUT_CHARS = 1_000_000  # per conversation, beyond its own text: stops runaway loops early
-BATCH = 1000  # conversations per child: bounds what one child holds in memory
+BATCH = 1000  # conversations per child by default (the trainer's map batches): bounds what one child holds
+BATCH_CHARS = 8_000_000  # ... as does this cap on the characters of content sent to one child
 # Same test transformers uses before it warns that a template has no markers.
 _GENERATION_TAG = re.compile(r"\{%-?\s*generation\s*-?%\}")
 # A conversation every template can render: no system message, since some official templates raise on one.
@@ -119,21 +120,51 @@ def render_many(
     *,
     add_generation_prompt: bool = False,
     spans: bool = False,
+    batch: int = BATCH,
 ) -> list[Rendered]:
-    """The one way a template runs: in sandbox children, BATCH conversations each; raises TemplateError.
+    """The one way a template runs: in sandbox children, ``batch`` conversations each (fewer where they hold
+    over BATCH_CHARS characters); raises TemplateError.
 
-    ``context`` holds the special tokens (bos_token, eos_token, ...) and any other template variable.
+    ``context`` holds the special tokens (bos_token, eos_token, ...) and any other template variable. A bigger
+    ``batch`` starts fewer children (~20 ms each), as statistics over every record of a big file want.
     """
     out: list[Rendered] = []
-    for start in range(0, len(conversations), BATCH):
-        chunk = [_plain_messages(m) for m in conversations[start : start + BATCH]]
-        job = _job(template, chunk, context or {}, add_generation_prompt, spans)
+    for result in _rendered(template, conversations, context, add_generation_prompt, spans, batch):
+        out += [Rendered(text, list(marks)) for text, marks in zip(result.texts, result.spans, strict=True)]
+    return out
+
+
+def _rendered(
+    template: Template,
+    conversations: Sequence[list[dict]],
+    context: dict[str, Any] | None,
+    prompt: bool,
+    spans: bool,
+    batch: int,
+) -> Iterator[sandbox.Result]:
+    """Each child's answer in turn (render_many's work); raises at the first conversation that fails."""
+    for start, chunk, chars in _chunks(conversations, batch):
+        job = _job(template, chunk, context or {}, prompt, spans, chars)
         (result,) = _run([job], template.id, len(chunk))
         if result.error is not None:
             index, kind, detail = result.error
             raise _error(template.id, kind, detail, None if index < 0 else start + index)
-        out += [Rendered(text, list(marks)) for text, marks in zip(result.texts, result.spans, strict=True)]
-    return out
+        yield result
+
+
+def _chunks(conversations: Sequence[list[dict]], batch: int) -> Iterator[tuple[int, list[list[dict]], int]]:
+    """(index of the first, conversations, their characters of content) in pieces of at most ``batch``
+    conversations and BATCH_CHARS characters (a longer conversation goes alone), as the template sees them."""
+    start, chunk, chars = 0, [], 0
+    for index, messages in enumerate(conversations):
+        size = sum(len(str(m.get("content") or "")) for m in messages)
+        if chunk and (len(chunk) >= batch or chars + size > BATCH_CHARS):
+            yield start, chunk, chars
+            start, chunk, chars = index, [], 0
+        chunk.append(_plain_messages(messages))
+        chars += size
+    if chunk:
+        yield start, chunk, chars
 
 
 def encode(
@@ -175,6 +206,35 @@ def encode(
         mask = _span_mask(out.encodings[i].offsets, r.spans) if assistant_only else [1] * len(ids)
         encoded.append(Encoded(ids, mask))
     return encoded
+
+
+def lengths(
+    tokenizer: Any, template: Template, conversations: Sequence[list[dict]], *, batch: int = BATCH
+) -> list[int]:
+    """How many tokens :func:`encode` gives each conversation (what the trainer reads before it truncates to
+    max_length), without the masks: rendered as encode renders them, counted by :func:`token_counts`."""
+    answers = _rendered(template, conversations, special_tokens(tokenizer), False, False, batch)
+    texts = [text for answer in answers for text in answer.texts]
+    return token_counts(tokenizer, texts) if texts else []
+
+
+def token_counts(tokenizer: Any, texts: list[str], *, add_special_tokens: bool = False) -> list[int]:
+    """``len(tokenizer(texts, add_special_tokens=...)["input_ids"][i])`` of each text, from the one call to
+    the Rust tokenizer that transformers 5.24 makes (TokenizersBackend._encode_plus), made directly as
+    ``encode_batch_fast``: no character offsets, no Python lists of ids, about half the time. Only for a
+    tokenizer set neither to truncate nor to pad, splitting special tokens as its wrapper says; any other is
+    called as it is."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    direct = (
+        backend is not None
+        and backend.truncation is None
+        and backend.padding is None
+        and backend.encode_special_tokens == bool(getattr(tokenizer, "split_special_tokens", False))
+    )
+    if not direct:
+        return [len(ids) for ids in tokenizer(texts, add_special_tokens=add_special_tokens)["input_ids"]]
+    encode = getattr(backend, "encode_batch_fast", backend.encode_batch)  # _fast: tokenizers 0.20
+    return [len(e) for e in encode(texts, add_special_tokens=add_special_tokens)]
 
 
 def assistant_mask(
@@ -355,9 +415,15 @@ def _compile_error(source: str) -> tuple[str, str] | None:
 
 
 def _job(
-    template: Template, conversations: list[list[dict]], context: dict, prompt: bool, spans: bool
+    template: Template,
+    conversations: list[list[dict]],
+    context: dict,
+    prompt: bool,
+    spans: bool,
+    size: int | None = None,  # the conversations' characters of content, where the caller counted them
 ) -> sandbox.Job:
-    size = sum(len(str(m.get("content") or "")) for messages in conversations for m in messages)
+    if size is None:
+        size = sum(len(str(m.get("content") or "")) for messages in conversations for m in messages)
     context = {"tools": None, "documents": None, **context, "add_generation_prompt": prompt}
     return sandbox.Job(template.source, conversations, context, spans, MAX_OUTPUT_CHARS + 2 * size)
 
@@ -384,5 +450,9 @@ def _error(name: str, kind: str, detail: str, index: int | None = None) -> Templ
 
 
 def _plain_messages(messages: list[dict]) -> list[dict]:
-    """Copies without None values, as apply_chat_template passes them (templates test keys with `in`)."""
-    return [{key: value for key, value in message.items() if value is not None} for message in messages]
+    """Without None values, as apply_chat_template passes them (templates test keys with `in`); a message
+    with none goes as it is: the child gets a copy, and the sandbox lets no template change it."""
+    return [
+        message if None not in message.values() else {k: v for k, v in message.items() if v is not None}
+        for message in messages
+    ]

@@ -336,6 +336,24 @@ def test_conversation_without_assistant_dropped(tmp_path: Path) -> None:
     assert prepared.warnings == ["dropped 1 conversations with no assistant turn"]
 
 
+def test_records_are_every_usable_record_as_prepare_converts_them(tmp_path: Path) -> None:
+    lonely = {"messages": [{"role": "user", "content": "anyone?"}]}
+    sharegpt = {"messages": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello!"}]}
+    rows = [CHAT[i % 2] if i % 7 else lonely for i in range(40)]
+    rows[3] = sharegpt
+    config = cfg(write_jsonl(tmp_path / "r.jsonl", rows), max_records=38)
+    prepared = data.prepare(config, "sft", system_prompt="Be brief.")
+    batches = list(data.records(config, "sft", system_prompt="Be brief.", batch_size=10))
+    assert [len(batch) for _, _, batch in batches] == [10, 10, 10, 2]  # 6 of the 38 rows have no reply
+    assert [(read, total) for read, total, _ in batches] == [(12, 38), (24, 38), (35, 38), (38, 38)]
+    assert [r for _, _, batch in batches for r in batch] == prepared.train.to_list()
+    assert prepared.train[0]["messages"][0] == {"role": "system", "content": "Be brief."}
+    assert prepared.train[2]["messages"][1:] == [
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello!"},
+    ]
+
+
 # ---------------------------------------------------------------- bad files
 
 

@@ -212,6 +212,72 @@ def test_trust_remote_code_is_off_explicitly_and_warned_about_when_on(tiny_llama
     assert "trust_remote_code" not in section(run_cli("plan", DEMO).stdout, "Warnings")
 
 
+# ---------------------------------------------------------------- token statistics
+
+
+def test_every_records_lengths_are_what_the_trainer_encodes(monkeypatch: pytest.MonkeyPatch, tiny_llama: str):
+    from finetune import encoding, preflight
+
+    demo = config.load(DEMO, {"template.system_prompt": "Be brief.", "template.train_on": "all"})
+    monkeypatch.setattr(preflight, "LENGTH_CHUNK", 64)  # several chunks, two at a time
+    checked = preflight.run(demo, sample=50)  # the page's and plan's way: only the first records kept
+    seen: list[tuple[int, int]] = []
+    lengths = preflight.all_lengths(checked, lambda read, total: seen.append((read, total)))
+    whole = preflight.run(demo)  # the trainer's: every record, in order (no validation split)
+    encoded = encoding.tokenized(demo, whole, whole.dataset.train)
+    assert lengths == [len(ids) for ids in encoded["input_ids"]] and len(lengths) == checked.dataset.n_records
+    assert lengths[:50] == preflight.record_lengths(checked)
+    assert preflight.all_lengths(checked, known=[-1] * 50) == [-1] * 50 + lengths[50:]  # not measured again
+    assert seen[-1] == (len(lengths), len(lengths)) and len(seen) == -(-len(lengths) // 64)
+
+
+def test_a_texts_length_is_its_tokens_and_its_end(monkeypatch: pytest.MonkeyPatch, tiny_llama: str):
+    from finetune import preflight
+
+    texts = config.load(DEMO, {"task": "text", "dataset.path": "builtin:sample-text", "tokens.add": []})
+    monkeypatch.setattr(preflight, "LENGTH_CHUNK", 40)
+    checked = preflight.run(texts, sample=10)
+    whole = list(preflight.run(texts).dataset.train["text"])
+    expected = [len(ids) + 1 for ids in checked.tokenizer(whole)["input_ids"]]  # + the end-of-text token
+    assert preflight.all_lengths(checked) == expected
+
+
+def test_statistics_cover_every_record_when_cheap_else_say_they_are_a_sample(
+    big_csv: Path, monkeypatch: pytest.MonkeyPatch
+):
+    from finetune import preflight
+
+    cfg = config.load(DEMO, {"dataset.path": str(big_csv)})
+    checked = preflight.run(cfg, sample=plan.SAMPLE)
+    every = plan.report(cfg, checked, plan.lengths(checked))["dataset"]["lengths"]
+    assert every["count"] == every["records"] == 10_000
+    assert "tokens per record: min" in plan.format_report(plan.report(cfg, checked, plan.lengths(checked)))
+    monkeypatch.setattr(plan, "EVERY_RECORD_TOKENS", 10_000)  # as if the file were far bigger
+    rep = plan.report(cfg, checked, plan.lengths(checked))
+    assert (rep["dataset"]["lengths"]["count"], rep["dataset"]["lengths"]["records"]) == (2000, 10_000)
+    assert "tokens per record (sampled 2,000 of 10,000 records): min" in plan.format_report(rep)
+    assert plan.report(cfg, checked)["dataset"]["lengths"]["count"] == 2000  # Start's check: the sample
+    assert not plan.every_record(cfg, {"count": 300, "records": 300, "mean": 20.0})
+
+
+def test_a_record_past_the_first_ones_that_cannot_render_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_gemma: str
+):
+    from finetune import preflight, templates
+
+    rows = [{"messages": [{"role": "user", "content": f"Hi {i}"}, {"role": "assistant", "content": "Hey"}]}
+            for i in range(90)]  # fmt: skip
+    rows[70]["messages"] += [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "And?"}]
+    path = tmp_path / "chats.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    overrides = {"model.name_or_path": "builtin:tiny-gemma", "template.name": "gemma2", "tokens.add": []}
+    cfg = config.load(DEMO, {**overrides, "dataset.path": str(path)})
+    monkeypatch.setattr(preflight, "LENGTH_CHUNK", 32)
+    checked = preflight.run(cfg, sample=50)  # the first 50 render: the checks pass
+    with pytest.raises(templates.TemplateError, match="record 71 of the usable ones"):
+        preflight.all_lengths(checked)
+
+
 # ---------------------------------------------------------------- against a real Trainer
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import PreTrainedTokenizerFast
+from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from finetune import presets, templates
 from finetune.templates import TemplateError
@@ -285,6 +285,46 @@ def test_assistant_mask_needs_generation_markers():
     tokenizer = tiny_tokenizer("<bos>", "<eos>", ["<start_of_turn>", "<end_of_turn>"])
     with pytest.raises(TemplateError, match="no \\{% generation %\\} markers.*train_on: all"):
         templates.assistant_mask(tokenizer, official("gemma2"), CONVERSATIONS["single"])
+
+
+@pytest.mark.parametrize("model", ["builtin:tiny-llama", "builtin:tiny-gemma"])
+def test_token_counts_are_the_tokenizer_calls_lengths(model: str):
+    from finetune import builtin
+
+    tokenizer = AutoTokenizer.from_pretrained(builtin.resolve(model))
+    texts = [m["content"] for conv in CONVERSATIONS.values() for m in conv] + ["", " x ", "\n\n"]
+    texts.append(f"{tokenizer.bos_token}Hi{tokenizer.eos_token}  (special tokens in the text)")
+    for specials in (False, True):
+        called = [len(ids) for ids in tokenizer(texts, add_special_tokens=specials)["input_ids"]]
+        assert templates.token_counts(tokenizer, texts, add_special_tokens=specials) == called
+    tokenizer.backend_tokenizer.enable_truncation(3)  # set on the Rust tokenizer: called as it is then
+    assert templates.token_counts(tokenizer, texts) == [
+        len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts
+    ]
+
+
+@pytest.mark.parametrize("name", ["llama3.1", "gemma2", "chatml"])
+def test_lengths_are_encodes_without_the_masks(name: str):
+    template = templates.load(name)
+    bos, eos = MASK_TOKENS[name]
+    tokenizer = tiny_tokenizer(bos or None, eos, template.meta["special_tokens"])
+    conversations = [CONVERSATIONS[kind] for kind in CONVERSATIONS] * 3
+    encoded = templates.encode(tokenizer, template, conversations)
+    for batch in (templates.BATCH, 2):  # one sandbox child, or several
+        assert templates.lengths(tokenizer, template, conversations, batch=batch) == [
+            len(e.ids) for e in encoded
+        ]
+    assert templates.lengths(tokenizer, template, []) == []
+
+
+def test_a_child_is_sent_a_bounded_number_of_characters(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(templates, "BATCH_CHARS", 100)
+    long = [{"role": "user", "content": "x" * 150}]
+    short = [{"role": "user", "content": "y" * 40}]
+    chunks = list(templates._chunks([short, short, long, short, short, short], batch=1000))
+    assert [(start, len(chunk)) for start, chunk, _ in chunks] == [(0, 2), (2, 1), (3, 2), (5, 1)]
+    rendered = templates.render_many(templates.load("chatml"), [short, long, short], batch=1000)
+    assert ["x" * 150 in r.text for r in rendered] == [False, True, False]
 
 
 @pytest.mark.parametrize("name", list(MASKED_REPLY))

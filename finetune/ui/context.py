@@ -112,6 +112,8 @@ class Ctx:
         if config is not None:
             try:
                 result = previews.analyze(config) | {"ok": True}
+                if result["counting"]:  # the first records' lengths now; every record's in the background
+                    previews.count_every_record(config)
                 mean = (result.get("lengths") or {}).get("mean_cut", 0.0)
                 result["summary"] = previews.summary(config, result["records"], mean)
             except Exception as exc:  # noqa: BLE001 - every failure becomes a message, never a traceback

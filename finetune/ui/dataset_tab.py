@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,7 +54,9 @@ class DatasetParts:
     hub_load: gr.Button | None = None
     preview_info: gr.Markdown | None = None
     preview: gr.Dataframe | None = None  # the first rows
-    histogram: gr.HTML | None = None  # token lengths against max_length
+    histogram: gr.HTML | None = None  # token lengths against max_length, and where they come from
+    lengths_timer: gr.Timer | None = None  # ticks while every record's lengths are counted in the background
+    lengths_done: gr.State | None = None  # changes when they are in: the page analyses again
     balance: gr.HTML | None = None  # records per label (classification)
 
     def groups(self) -> list[Any]:
@@ -79,6 +82,7 @@ def build(ctx: Ctx) -> None:
     with gr.Row(equal_height=False):
         with gr.Column(scale=3):
             p.histogram = gr.HTML(elem_id="tb-histogram")
+            p.lengths_timer, p.lengths_done = gr.Timer(1.0, active=False), gr.State(None)
             p.balance = gr.HTML(elem_id="tb-balance")  # a classification dataset's labels
         with gr.Column(scale=2):
             b.field("dataset.max_length", gr.Number, precision=0)
@@ -234,15 +238,7 @@ def _wire_loading(ctx: Ctx) -> None:
 def _wire_summaries(ctx: Ctx) -> None:
     """The length histogram and the line above the preview follow the analysis and the language."""
     p = ctx.dataset
-    ctx.follow_analysis(
-        lambda d: charts.histogram(
-            (d[ctx.analysis] or {}).get("lengths") or {},
-            (d[ctx.analysis] or {}).get("max_length", 0),
-            d[ctx.lang],
-        ),
-        {ctx.analysis, ctx.lang},
-        p.histogram,
-    )
+    _wire_lengths(ctx)
     ctx.follow_analysis(lambda d: _preview_info(ctx, d), {ctx.analysis, ctx.lang}, p.preview_info)
     ctx.follow_analysis(
         lambda d: eval_view.class_balance(
@@ -253,6 +249,54 @@ def _wire_summaries(ctx: Ctx) -> None:
         {ctx.analysis, ctx.lang},
         p.balance,
     )
+
+
+def _wire_lengths(ctx: Ctx) -> None:
+    """The histogram follows the analysis; while every record is counted, a timer shows how far that is and
+    has the page analyse again once the lengths are in."""
+    p, shown = ctx.dataset, {ctx.analysis, ctx.lang}
+    ctx.follow_analysis(lambda d: lengths_view(d[ctx.analysis], d[ctx.lang]), shown, p.histogram)
+    counting = lambda d: gr.Timer(active=bool((d[ctx.analysis] or {}).get("counting")))  # noqa: E731
+    ctx.follow_analysis(counting, {ctx.analysis}, p.lengths_timer)
+    outputs = [p.histogram, p.lengths_done, p.lengths_timer]
+    p.lengths_timer.tick(lambda d: _counted(ctx, d), shown, outputs, show_progress="hidden")
+    p.lengths_done.change(ctx.run_analysis, ctx.form(), ctx.analysis_outputs(), show_progress="hidden")
+
+
+def lengths_view(analysis: dict | None, lang: str) -> str:
+    """The length histogram, and under it where its statistics come from when they cover fewer records than
+    the data has: a sample, or a sample while every record is counted (how far that count is)."""
+    analysis = analysis or {}
+    shown = charts.histogram(analysis.get("lengths") or {}, analysis.get("max_length", 0), lang)
+    note = lengths_source(analysis, lang)
+    return shown + charts.notes([note], "info") if note else shown
+
+
+def lengths_source(analysis: dict, lang: str) -> str:
+    """Where the statistics come from ("Sampled N of M records") and why; "" when from every record."""
+    stats = analysis.get("lengths") or {}
+    shown = {"count": stats.get("count", 0), "records": stats.get("records", 0)}
+    if not shown["count"] or shown["count"] >= shown["records"]:
+        return ""
+    if not analysis.get("counting"):
+        return i18n.t(lang, "dataset.lengths_sampled", **shown)
+    state = previews.every_record_state(analysis.get("key", "")) or {}
+    if state.get("error"):
+        return i18n.t(lang, "dataset.lengths_failed", error=state["error"], **shown)
+    percent = 100 * state.get("read", 0) // max(state.get("total", 0), 1)
+    return i18n.t(lang, "dataset.lengths_counting", percent=percent, **shown)
+
+
+def _counted(ctx: Ctx, d: dict) -> dict:
+    """A tick of the count: how far it is; once done, a new analysis; a count that failed stops the timer."""
+    p, analysis = ctx.dataset, d[ctx.analysis] or {}
+    state = previews.every_record_state(analysis.get("key", ""))
+    out: dict[Any, Any] = {p.histogram: lengths_view(analysis, d[ctx.lang])}
+    if state and state["done"]:
+        out[p.lengths_done] = f"{analysis['key']} {time.monotonic()}"  # a new value: .change fires
+    if not (state and analysis.get("counting")) or state["done"] or state["error"]:
+        out[p.lengths_timer] = gr.Timer(active=False)
+    return out
 
 
 def load_preview(ctx: Ctx, d: dict, new_path: str | None, fmt: str | None) -> dict:

@@ -13,11 +13,13 @@ from __future__ import annotations
 import json
 import re
 import threading
+from array import array
 from collections import Counter, OrderedDict
 from typing import Any
 
 from finetune import config as cfg
 from finetune import data, duration, effective, memory, model, plan, preflight, templates, tokens
+from finetune.errors import TuneboardError
 
 _LOCK = threading.Lock()  # guards _CACHE and _BUILDING; never held while something is built
 _CACHE: OrderedDict[str, Any] = OrderedDict()
@@ -84,18 +86,23 @@ def dataset_preview(dataset: cfg.DatasetConfig, rows: int = 20) -> dict[str, Any
 def analyze(config: cfg.Config) -> dict[str, Any]:
     """Everything that depends on the data, model, template and tokens, as plain data (cached on those).
 
-    Keys: records, layout, columns, lengths (data.length_stats), template, detected_template, family,
-    model_type, vocab (before/after), specials, warnings, device. Raises a TuneboardError.
+    Keys: records, layout, columns, lengths (data.length_stats, plus ``records``: a ``count`` below it is a
+    sample), counting (every record's lengths are worth counting: count_every_record), template,
+    detected_template, family, model_type, vocab (before/after), specials, warnings, device. Raises a
+    TuneboardError.
     Hyperparameters are :func:`summary`'s: cheap, so computed on every change.
     """
     if config.launch.distributed:  # launch is not in the cache key (it changes no data): checked every time
         preflight.check_launch(config.launch, model.detect_device())
-    return dict(_cached("analysis:" + key_of(config), lambda: _analyze(config)))
+    key = key_of(config)
+    every = every_record_lengths(key)  # once counted, the analysis with them replaces the sample's
+    name = "analysis:" + key + (":every" if every is not None else "")
+    return dict(_cached(name, lambda: _analyze(config, every)))
 
 
-def _analyze(config: cfg.Config) -> dict[str, Any]:
+def _analyze(config: cfg.Config, every: Any = None) -> dict[str, Any]:
     ch = checked(config)
-    report = plan.report(config, ch)
+    report = plan.report(config, ch, None if every is None else list(every))
     device = report["device"]
     _DEVICE["device"] = device
     fam = ch.family or {}
@@ -107,6 +114,8 @@ def _analyze(config: cfg.Config) -> dict[str, Any]:
         "layout": report["dataset"]["layout"],
         "columns": report["dataset"]["columns"],
         "lengths": report["dataset"]["lengths"],
+        # The lengths come from the first records and every record is worth counting (count_every_record).
+        "counting": every is None and plan.every_record(config, report["dataset"]["lengths"]),
         "max_length": config.dataset.max_length,
         "template": ch.template.id if ch.template else None,
         # Text the template writes into every record whatever the data (Llama 3.1's dated system header).
@@ -129,6 +138,62 @@ def _analyze(config: cfg.Config) -> dict[str, Any]:
         "warnings": list(report["warnings"]),
         "device": {"kind": device.kind, "name": device.name, "memory_gb": device.memory_gb},
     }
+
+
+# ---------------------------------------------------------------- token lengths of every record
+# The analysis shows the first records' lengths at once; where every record is worth counting
+# (plan.every_record), the page starts count_every_record, follows every_record_state, and analyses again once
+# the lengths are in (the analysis is cached apart then).
+
+_EVERY: OrderedDict[str, dict[str, Any]] = OrderedDict()  # key_of(config) -> a count's state; under _LOCK
+_EVERY_SIZE = 16
+_COUNTING = threading.BoundedSemaphore(1)  # one count at a time uses the CPUs; the others wait their turn
+
+
+def count_every_record(config: cfg.Config) -> None:
+    """Measure every record's token length in a background thread (preflight.all_lengths), once per key."""
+    key = key_of(config)
+    with _LOCK:
+        if key in _EVERY:
+            return
+        state = _EVERY[key] = {"read": 0, "total": 0, "lengths": None, "error": None}
+        while len(_EVERY) > _EVERY_SIZE:
+            _EVERY.popitem(last=False)
+    threading.Thread(target=_count, args=(config, state), daemon=True, name="tuneboard-lengths").start()
+
+
+def _count(config: cfg.Config, state: dict[str, Any]) -> None:
+    def progress(read: int, total: int) -> None:
+        with _LOCK:
+            state.update(read=read, total=total)
+
+    try:
+        with _COUNTING:
+            lengths = array("q", preflight.all_lengths(checked(config), progress))  # 8 bytes a record
+        with _LOCK:
+            state["lengths"] = lengths
+    except Exception as exc:  # noqa: BLE001 - the page says why, beside the first records' statistics
+        error = exc.message if isinstance(exc, TuneboardError) else f"{type(exc).__name__}: {exc}"
+        with _LOCK:
+            state["error"] = error
+
+
+def every_record_state(key: str) -> dict[str, Any] | None:
+    """A count's progress: rows ``read`` of ``total``, ``done`` (its lengths are in) or its ``error``; None
+    when none was started for ``key``."""
+    with _LOCK:
+        state = _EVERY.get(key)
+        if state is None:
+            return None
+        return {"read": state["read"], "total": state["total"], "done": state["lengths"] is not None,
+                "error": state["error"]}  # fmt: skip
+
+
+def every_record_lengths(key: str) -> Any:
+    """Every record's token lengths, once counted for ``key`` (None until then)."""
+    with _LOCK:
+        state = _EVERY.get(key)
+        return state["lengths"] if state else None
 
 
 def added_bos(tokenizer: Any) -> str | None:

@@ -5,12 +5,14 @@
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
 
 import pytest
 
 from finetune import config, plan
-from finetune.ui import charts, previews
+from finetune.ui import charts, dataset_tab, previews
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -83,3 +85,52 @@ def test_html_views_escape_user_text() -> None:
     svg = charts.histogram(stats, 256, "en")
     assert "tb-maxline" in svg and "max_length 256" in svg and "1 of 3 records are longer" in svg
     assert "tb-bar over" in svg  # the bar past max_length is marked
+
+
+# ---------------------------------------------------------------- token lengths of every record
+
+
+@pytest.fixture(scope="module")
+def chats(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """3,000 conversations: more than the analysis measures at once (preflight.LENGTH_SAMPLE)."""
+    path = tmp_path_factory.mktemp("chats") / "chats.jsonl"
+    with path.open("w", encoding="utf-8") as out:
+        for i in range(3000):
+            reply = " ".join(["Thanks for your order."] * (1 + i % 9)) + " こんにちは。" * (i % 3)
+            messages = [
+                {"role": "user", "content": f"Where is order {i}?"},
+                {"role": "assistant", "content": reply},
+            ]
+            out.write(json.dumps({"messages": messages}, ensure_ascii=False) + "\n")
+    return path
+
+
+def test_the_page_counts_every_record_after_showing_a_sample(ctx, form: dict, chats: Path) -> None:
+    d = {**form, ctx.binder.component("dataset.path"): str(chats)}
+    first = ctx.run_analysis(d)[ctx.analysis]  # as a committed field runs it: this starts the count
+    assert first["ok"] and first["counting"]
+    assert (first["lengths"]["count"], first["lengths"]["records"]) == (2000, 3000)
+    shown = dataset_tab.lengths_view(first, "en")
+    assert "Sampled 2,000 of 3,000 records" in shown and "% read" in shown
+    assert "3,000 件中 2,000 件を抽出" in dataset_tab.lengths_view(first, "ja")
+    deadline = time.monotonic() + 300
+    while not (previews.every_record_state(first["key"]) or {}).get("done"):
+        assert not previews.every_record_state(first["key"])["error"] and time.monotonic() < deadline
+        time.sleep(0.2)
+    tick = dataset_tab._counted(ctx, {**d, ctx.analysis: first})  # the timer's next tick: analyse again
+    assert tick[ctx.dataset.lengths_done] and tick[ctx.dataset.lengths_timer].active is False
+    again = ctx.run_analysis(d)[ctx.analysis]
+    assert (again["lengths"]["count"], again["lengths"]["records"], again["counting"]) == (3000, 3000, False)
+    assert again["lengths"]["max"] >= first["lengths"]["max"]
+    assert dataset_tab.lengths_source(again, "en") == ""
+    assert "Sampled" not in dataset_tab.lengths_view(again, "en")
+
+
+def test_statistics_say_they_are_a_sample_in_both_languages(monkeypatch: pytest.MonkeyPatch) -> None:
+    big = {"lengths": {"count": 2000, "records": 5_000_000}, "counting": False, "key": "k"}
+    assert dataset_tab.lengths_source(big, "en").startswith("Sampled 2,000 of 5,000,000 records")
+    assert dataset_tab.lengths_source(big, "ja").startswith("5,000,000 件中 2,000 件を抽出")
+    stopped = {"read": 10, "total": 20, "done": False, "error": "template 'gemma2': no (record 71)"}
+    monkeypatch.setattr(previews, "every_record_state", lambda key: stopped)
+    said = dataset_tab.lengths_source({**big, "counting": True}, "en")
+    assert said.startswith("Sampled 2,000 of 5,000,000 records") and "stopped: template 'gemma2'" in said
