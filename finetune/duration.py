@@ -69,11 +69,15 @@ def measured(name: str) -> dict[str, Any] | None:
         return None
 
 
+MIN_RATES = 4  # logged intervals after the warm-up a speed needs: fewer, and one checkpoint save skews it
+
+
 def speed_of(metrics: list[dict[str, Any]]) -> float | None:
-    """Tokens per second of a run from its metrics.jsonl rows, the first interval (warm-up) left out."""
-    rates = [row["tokens_per_second"] for row in metrics if row.get("tokens_per_second")]
-    rates = rates[1:] or rates
-    return statistics.median(rates) if rates else None
+    """Tokens per second of a run from its metrics.jsonl rows: the median over its logging intervals, the
+    first (warm-up) left out; None for a run too short to tell (a 6-step trial whose intervals hold a
+    checkpoint save measured a fifth of the demo's real speed, and the next estimate was 4x too long)."""
+    rates = [row["tokens_per_second"] for row in metrics if row.get("tokens_per_second")][1:]
+    return statistics.median(rates) if len(rates) >= MIN_RATES else None
 
 
 def estimate(name: str, steps: Any, mean_tokens: float) -> dict[str, Any] | None:
@@ -107,7 +111,7 @@ def calibrate(config: Any, steps: int = CALIBRATION_STEPS) -> str:
         (Path(tmp) / "config.yaml").write_text(config.to_yaml(), encoding="utf-8")
         overrides = {
             "training.max_steps": steps,
-            "training.logging_steps": max(steps // 5, 1),
+            "training.logging_steps": max(steps // (MIN_RATES * 2), 1),  # enough intervals to measure
             "training.save_strategy": "no",
             "training.report_to": "none",
             "after.stop_check": "false",

@@ -199,6 +199,7 @@ def report(config: Any, checked: Any = None, lengths: list[int] | None = None) -
             "eval": checked.dataset.n_eval,
             "columns": {k: v for k, v in checked.dataset.columns.model_dump().items() if v},
             "lengths": stats,
+            "streamed": checked.dataset.streamed,  # records, train and lengths: its first records only
         },
         "template": checked.template.id if checked.template else None,
         "new_tokens": [checked.tokenizer.convert_ids_to_tokens(i) for i in checked.token_changes.new_ids],
@@ -217,6 +218,16 @@ def report(config: Any, checked: Any = None, lengths: list[int] | None = None) -
 def decimal(x: float) -> str:
     """17.142857 -> '17.14', 4.5 -> '4.5', 12000.0 -> '12,000': a quotient as a person would write it."""
     return f"{x:,.2f}".rstrip("0").rstrip(".")
+
+
+def stream_steps_lines(s: Steps) -> list[str]:
+    """A stream's steps: max_steps, and how many records they read (there are no epochs to count)."""
+    batch = s.batch_size * s.grad_accum * s.devices
+    return [
+        f"  max_steps {s.optimizer_steps:,} x (batch {s.batch_size} x accumulation {s.grad_accum} x "
+        f"{s.devices} device) = {s.optimizer_steps * batch:,} records read from the stream, in stored order "
+        "(a stream has no length, so no epochs)",
+    ]
 
 
 def steps_lines(s: Steps) -> list[str]:
@@ -321,12 +332,10 @@ def format_report(rep: dict[str, Any]) -> str:
     lines = ["== Effective configuration (value  <- source)"]
     width = max(len(v.path) for v in rep["effective"])
     lines += [f"  {v.path:<{width}}  {v.value!r}  <- {v.source}" for v in rep["effective"]]
-    lines += [
-        "",
-        "== Dataset",
-        f"  layout {ds['layout']}; {ds['records']} records ({ds['train']} train, {ds['eval']} eval); "
-        f"columns {ds['columns']}",
-    ]
+    counted = f"{ds['records']} records ({ds['train']} train, {ds['eval']} eval)"
+    if ds.get("streamed"):
+        counted = f"a stream of unknown length; what follows comes from its first {ds['records']:,} records"
+    lines += ["", "== Dataset", f"  layout {ds['layout']}; {counted}; columns {ds['columns']}"]
     if ds["lengths"]:
         st = ds["lengths"]
         sampled = ""
@@ -340,7 +349,7 @@ def format_report(rep: dict[str, Any]) -> str:
         f"  template: {rep['template']}; new tokens: {rep['new_tokens'] or 'none'}",
         "",
         "== Steps",
-        *steps_lines(s),
+        *(stream_steps_lines(s) if ds.get("streamed") else steps_lines(s)),
         f"  warmup {s.warmup_steps:,} steps; {s.checkpoints} checkpoints",
     ]
     mem, dev = rep["memory"], rep["device"]

@@ -88,6 +88,7 @@ def build(ctx: Ctx) -> None:
             b.field("dataset.max_length", gr.Number, precision=0)
             b.field("dataset.validation_split", gr.Slider, minimum=0.0, maximum=0.5, step=0.01)
             b.field("dataset.max_records", gr.Number, convert="int0", precision=0)
+            b.field("dataset.streaming", gr.Checkbox)
 
 
 def _build_source(ctx: Ctx, p: DatasetParts) -> None:
@@ -276,6 +277,8 @@ def lengths_source(analysis: dict, lang: str) -> str:
     """Where the statistics come from ("Sampled N of M records") and why; "" when from every record."""
     stats = analysis.get("lengths") or {}
     shown = {"count": stats.get("count", 0), "records": stats.get("records", 0)}
+    if analysis.get("streamed") and shown["count"]:
+        return i18n.t(lang, "dataset.lengths_streamed", count=shown["count"])
     if not shown["count"] or shown["count"] >= shown["records"]:
         return ""
     if not analysis.get("counting"):
@@ -419,7 +422,7 @@ def _preview_info(ctx: Ctx, d: dict) -> str:
         return i18n.t_md(lang, "dataset.not_ready", n=len(problems)) if problems else ""
     return i18n.t_md(
         lang,
-        "dataset.summary",
+        "dataset.summary_streamed" if analysis.get("streamed") else "dataset.summary",
         records=analysis["records"],
         eval=analysis.get("eval_records", 0),
         layout=analysis["layout"],

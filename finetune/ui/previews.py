@@ -114,6 +114,7 @@ def _analyze(config: cfg.Config, every: Any = None) -> dict[str, Any]:
         "layout": report["dataset"]["layout"],
         "columns": report["dataset"]["columns"],
         "lengths": report["dataset"]["lengths"],
+        "streamed": report["dataset"]["streamed"],
         # The lengths come from the first records and every record is worth counting (count_every_record).
         "counting": every is None and plan.every_record(config, report["dataset"]["lengths"]),
         "max_length": config.dataset.max_length,

@@ -134,3 +134,20 @@ def test_statistics_say_they_are_a_sample_in_both_languages(monkeypatch: pytest.
     monkeypatch.setattr(previews, "every_record_state", lambda key: stopped)
     said = dataset_tab.lengths_source({**big, "counting": True}, "en")
     assert said.startswith("Sampled 2,000 of 5,000,000 records") and "stopped: template 'gemma2'" in said
+
+
+def test_a_stream_says_its_statistics_come_from_its_first_records(tmp_path: Path, tiny_llama: str) -> None:
+    path = tmp_path / "chats.jsonl"
+    rows = [
+        [{"role": "user", "content": f"q {i}"}, {"role": "assistant", "content": f"a {i}"}] for i in range(40)
+    ]
+    path.write_text("".join(json.dumps({"messages": m}) + "\n" for m in rows), encoding="utf-8")
+    overrides = {"dataset.path": str(path), "dataset.streaming": True, "training.max_steps": 5}
+    streamed = config.load("presets/demo.yaml", overrides)
+    text = plan.format_report(plan.report(streamed))
+    assert "a stream of unknown length; what follows comes from its first 40 records" in text
+    assert "max_steps 5 x (batch 8 x accumulation 1 x 1 device) = 40 records read from the stream" in text
+    analysis = previews.analyze(streamed)
+    assert analysis["streamed"] and analysis["records"] == 40
+    assert "先頭の 40 件" in dataset_tab.lengths_source(analysis, "ja")
+    assert "first 40 records" in dataset_tab.lengths_source(analysis, "en")
