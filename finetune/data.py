@@ -257,9 +257,10 @@ def records(
 
 
 def _source(cfg: DatasetConfig, task: str) -> tuple[datasets.Dataset, str, ColumnMap, tuple[str, ...]]:
-    """The stored records (``max_records`` applied), their layout and columns, and the roles they need."""
+    """The stored records (``max_records`` applied; a stream has none: config.py), their layout and columns,
+    and the roles they need."""
     ds = load(cfg)
-    if cfg.max_records:
+    if cfg.max_records and not cfg.streaming:
         ds = ds.select(range(min(cfg.max_records, len(ds))))
     layout, columns = resolve_layout(ds.column_names, cfg, task)
     _check_task(task, layout, ds.column_names)
@@ -276,8 +277,7 @@ def _converted(
     tally: _Tally,
 ) -> Iterator[tuple[int, dict[str, Any]]]:
     """(row index, record) of each usable row, read a batch at a time; ``tally`` counts what was dropped."""
-    used = list(dict.fromkeys(c for c in columns.model_dump().values() if c))
-    for index, row in _rows(ds.select_columns(used)):
+    for index, row in _rows(ds.select_columns(_used_columns(columns))):
         record = _convert(index, row, task, layout, columns, required, system_prompt, tally)
         if record is not None:
             yield index, record
@@ -290,25 +290,26 @@ STREAM_COLUMNS = {  # the converted records' types, named up front: a mapped str
 }
 
 
+def _used_columns(columns: ColumnMap) -> list[str]:
+    """The stored columns the mapping reads, each once."""
+    return list(dict.fromkeys(c for c in columns.model_dump().values() if c))
+
+
 def _prepare_stream(cfg: DatasetConfig, task: str, system_prompt: str | None, sample: int | None) -> Prepared:
     """dataset.streaming: with ``sample`` (the page, plan), its first records, converted and kept; without
     (training), the stream itself, each record converted as the trainer reads it and unusable ones skipped.
     A stream's length is unknown, so ``n_records`` counts the first records read (config.py asks for
     max_steps, no held-out share, no classification)."""
-    ds = load(cfg)
-    layout, columns = resolve_layout(ds.column_names, cfg, task)
-    _check_task(task, layout, ds.column_names)
-    required = REQUIRED[layout if task == "sft" else task]
+    ds, layout, columns, required = _source(cfg, task)
     tally = _Tally({role: 0 for role in required})
     head = datasets.Dataset.from_list(list(ds.take(sample or STREAM_SAMPLE)))  # read once, kept in memory
     kept = [record for _, record in _converted(head, task, layout, columns, required, system_prompt, tally)]
     warnings = tally.warnings(columns, required, task, len(head))
     common = {"layout": layout, "columns": columns, "label_names": None, "warnings": warnings}
-    n = len(kept)
+    n, first = len(kept), datasets.Dataset.from_list(kept)  # kept holds one at least: tally.warnings says
     if sample is not None:
-        first = datasets.Dataset.from_list(kept) if kept else datasets.Dataset.from_dict({task: []})
         return Prepared(first, None, n_records=n, n_train=n, sampled=True, streamed=True, **common)
-    used = list(dict.fromkeys(c for c in columns.model_dump().values() if c))
+    used = _used_columns(columns)
     seen, read = _Tally({role: 0 for role in required}), [0]  # read: rows so far, to name a bad one
 
     def convert(batch: dict[str, list]) -> dict[str, list]:
@@ -322,7 +323,6 @@ def _prepare_stream(cfg: DatasetConfig, task: str, system_prompt: str | None, sa
     train = ds.select_columns(used).map(
         convert, batched=True, remove_columns=used, features=datasets.Features(STREAM_COLUMNS[task])
     )
-    first = datasets.Dataset.from_list(kept)
     return Prepared(train, None, n_records=n, n_train=n, streamed=True, head=first, **common)
 
 

@@ -26,7 +26,7 @@ from starlette.routing import Route
 
 from finetune import jobs, runs, scheduler
 from finetune import status as st
-from finetune.ui import auth, i18n
+from finetune.ui import auth, i18n, run_tab
 
 PREFIX = "/tb-live"
 RUN_ID = re.compile(r"[\w][\w.-]{0,199}")  # a run folder's name (rundir.new_run_id); never a path
@@ -34,21 +34,18 @@ RUN_ID = re.compile(r"[\w][\w.-]{0,199}")  # a run folder's name (rundir.new_run
 
 def snapshot(root: Path, run_id: str, lang: str, log_off: int) -> dict[str, Any] | None:
     """What the page's live line shows of ``run_id`` now; None when no such run. ``log_off`` < 0: no log."""
-    from finetune.ui import run_tab  # gradio's import is already paid: the page is built before it serves
-
     if not RUN_ID.fullmatch(run_id) or not (root / run_id).is_dir():
         return None
     run_dir = root / run_id
     status = jobs.reconcile(run_dir)
     waiting = scheduler.queue(root)
-    position = waiting.index(run_id) + 1 if run_id in waiting else None
     rows = runs.recent_metrics(run_dir)
     lines, log_off = runs.read_log(run_dir, log_off) if log_off >= 0 else ([], log_off)
     return {
         "state": status.get("state") or st.UNKNOWN,
         "active": st.is_active(status),
         "queue": waiting,
-        "progress": run_tab.progress_bar(status, rows, position, len(waiting), lang),
+        "progress": run_tab.progress_bar(run_id, status, rows, waiting, lang),
         "log": lines,
         "log_off": log_off,
     }

@@ -318,20 +318,20 @@ def live_line(
 ) -> str:
     """The progress bar in the wrapper live.js follows: which run, in which language, and the state and
     queue this view drew (live.js asks for a redraw when they change)."""
-    position = waiting.index(run_id) + 1 if run_id in waiting else None
     state = status.get("state") or st.UNKNOWN
     queue = json.dumps(waiting, separators=(",", ":"), ensure_ascii=False)  # as JSON.stringify writes it
     attrs = {"run": run_id, "lang": lang, "state": state, "queue": queue}
     data = " ".join(f"data-{key}='{charts.esc(value)}'" for key, value in attrs.items())
-    return f"<div class='tb-live' {data}>{progress_bar(status, rows, position, len(waiting), lang)}</div>"
+    return f"<div class='tb-live' {data}>{progress_bar(run_id, status, rows, waiting, lang)}</div>"
 
 
 def progress_bar(
-    status: dict[str, Any], rows: list[dict[str, Any]], position: int | None, waiting: int, lang: str
+    run_id: str, status: dict[str, Any], rows: list[dict[str, Any]], waiting: list[str], lang: str
 ) -> str:
     """The run's state, step, elapsed time and ETA over a bar; a queued run's place in the queue."""
-    if position is not None:
-        status = status | {"reason": i18n.t(lang, "run.queue_position", pos=position, n=waiting)}
+    if run_id in waiting:
+        where = i18n.t(lang, "run.queue_position", pos=waiting.index(run_id) + 1, n=len(waiting))
+        status = status | {"reason": where}
     return charts.progress_bar(status, runs.progress(status, rows=rows), lang)
 
 

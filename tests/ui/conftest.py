@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -51,3 +51,17 @@ def placeholder_page(settings: Callable[[gr.Blocks], dict[str, Any]]) -> Iterato
         yield demo, f"http://127.0.0.1:{port}"
     finally:
         demo.close()
+
+
+@contextmanager
+def route_pages(routes: Callable[[gr.Blocks], list[Any]]) -> Iterator[Callable[..., str]]:
+    """``start(**launch)``: a placeholder page with only ``routes(blocks)`` mounted beside it (the dashboard's
+    TensorBoard or live route) and ``launch`` as further launch arguments; returns its URL. Every page
+    started is closed at the end."""
+    with ExitStack() as stack:
+
+        def start(**launch: Any) -> str:
+            settings = lambda demo: {"app_kwargs": {"routes": routes(demo)}, **launch}  # noqa: E731
+            return stack.enter_context(placeholder_page(settings))[1]
+
+        yield start

@@ -9,14 +9,13 @@ test_a_training_run_streams_without_a_gradio_event_a_second).
 from __future__ import annotations
 
 import json
-from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
 import pytest
 
 from finetune.ui import live, run_tab
-from ui.conftest import placeholder_page
+from ui.conftest import route_pages
 from ui.test_run_tab import append, make_run
 
 TOKEN = "hf_" + "a1B2" * 9  # the shape of a Hugging Face token
@@ -25,14 +24,7 @@ TOKEN = "hf_" + "a1B2" * 9  # the shape of a Hugging Face token
 @pytest.fixture
 def serve(tmp_path: Path):
     """``serve(**launch)``: a page with only the live route mounted over tmp_path/runs; returns its URL."""
-    with ExitStack() as stack:
-
-        def start(**launch) -> str:
-            def settings(demo) -> dict:
-                return {"app_kwargs": {"routes": live.routes(tmp_path / "runs", demo)}, **launch}
-
-            return stack.enter_context(placeholder_page(settings))[1]
-
+    with route_pages(lambda demo: live.routes(tmp_path / "runs", demo)) as start:
         yield start
 
 

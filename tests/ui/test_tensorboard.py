@@ -5,27 +5,19 @@
 
 from __future__ import annotations
 
-from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
 import pytest
 
 from finetune.ui import tensorboard
-from ui.conftest import placeholder_page
+from ui.conftest import route_pages
 
 
 @pytest.fixture
 def serve(tmp_path: Path):
     """``serve(**launch)``: a page with the TensorBoard route (and only it) mounted; returns its URL."""
-    with ExitStack() as stack:
-
-        def start(**launch) -> str:
-            def settings(demo) -> dict:
-                return {"app_kwargs": {"routes": tensorboard.routes(tmp_path / "runs", demo)}, **launch}
-
-            return stack.enter_context(placeholder_page(settings))[1]
-
+    with route_pages(lambda demo: tensorboard.routes(tmp_path / "runs", demo)) as start:
         yield start
 
 
