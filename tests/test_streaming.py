@@ -19,7 +19,7 @@ import yaml
 from conftest import run_cli
 
 from finetune import config as cfg
-from finetune import data, datafiles
+from finetune import data, datafiles, paths
 from finetune.errors import ConfigError, DataError
 
 
@@ -120,3 +120,14 @@ def test_training_from_a_stream_runs_max_steps_in_stored_order(
     assert effective["dataset"]["streaming"] is True
     assert effective["training"]["train_sampling_strategy"] != "group_by_length"  # nothing to group
     assert (run_dir / "final").is_dir()
+
+
+def test_the_page_opens_no_more_for_a_stream_than_for_a_file(shards: Path, tmp_path: Path) -> None:
+    # dataset.path from the page goes through paths.Access whatever dataset.streaming says: a folder is not a
+    # data file (a folder of shards streams from the CLI only), system folders stay closed, and a page others
+    # reach reads only inside its data folders.
+    assert "not a data file" in paths.Access().dataset_problem(stream(shards))
+    assert "/proc" in paths.Access().dataset_problem(stream(Path("/proc/self")))
+    shard = next((shards / "data").iterdir())
+    shared = paths.Access(shared=True, data_dirs=(tmp_path / "allowed",))
+    assert shared.dataset_problem(stream(shard)) and paths.Access().dataset_problem(stream(shard)) is None
