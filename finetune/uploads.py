@@ -3,9 +3,9 @@
     .venv/bin/pytest tests/test_uploads.py -q
     python -c "from finetune import uploads; print(uploads.store(Path('home'), Path('x.csv'), 'x.csv'))"
 
-The page (finetune/ui/dataset_tab.py) calls :func:`store` with the file Gradio wrote to its cache and the name
-the browser sent, then :func:`discard` on the cached copy, whatever the outcome: Gradio's cache can be fetched
-through ``/gradio_api/file=`` by anyone who can reach the page, so an upload must not stay there.
+The page (finetune/ui/dataset_tab.py) calls :func:`take` with the file Gradio wrote to its cache: it is
+stored (:func:`store`), then the cached copy is discarded (:func:`discard`) whatever the outcome: Gradio's cache
+can be fetched through ``/gradio_api/file=`` by anyone who can reach the page, so an upload must not stay there.
 The name is only ever a label (never a path), the extension must be a table format and the bytes must match
 it: ``file_types`` on the upload field is a hint to the browser, not a check. Every refusal is an
 :class:`UploadError` for ``dataset.path``, shown next to the upload field.
@@ -85,6 +85,42 @@ def store(home: Path, source: Path, original_name: str) -> Path:
     finally:
         partial.unlink(missing_ok=True)
     return target
+
+
+# Gradio names a cached upload's folder by a hash of its bytes, so two people dropping the same file at once
+# share one cached path, and the first one's discard can delete it before the second one's handler reads it.
+# What each cached path became (stored file or refusal), so the second gets the first's outcome.
+_TAKEN: dict[tuple[str, str], Path | UploadError] = {}
+_TAKEN_KEPT = 512
+
+
+def take(home: Path, cached: Path, cache_root: Path) -> Path:
+    """Store Gradio's cached upload ``cached`` (named as the browser sent it), then discard the cached copy.
+
+    Raises UploadError. A cached path already taken and discarded gives the same stored file (or refusal).
+    """
+    key = (os.path.abspath(home), os.path.abspath(cached))
+    try:
+        if not os.path.lexists(cached) and key in _TAKEN:
+            return _outcome(_TAKEN[key])
+        try:
+            outcome: Path | UploadError = store(home, cached, cached.name)
+        except UploadError as exc:
+            outcome = exc
+        _TAKEN[key] = outcome
+        if len(_TAKEN) > _TAKEN_KEPT:
+            _TAKEN.pop(next(iter(_TAKEN)), None)
+        return _outcome(outcome)
+    finally:
+        discard(cached, cache_root)
+
+
+def _outcome(outcome: Path | UploadError) -> Path:
+    if isinstance(outcome, UploadError):
+        raise UploadError(outcome.message)
+    if not outcome.is_file():
+        raise UploadError(f"{outcome.name}: the stored copy was removed; upload the file again")
+    return outcome
 
 
 def discard(cached: Path, cache_root: Path) -> None:

@@ -196,3 +196,28 @@ def test_discard_never_touches_files_outside_the_cache(cache: Path, tmp_path: Pa
     uploads.discard(outside, cache)
     uploads.discard(cache / ".." / "keep.csv", cache)
     assert outside.exists()
+
+
+def test_two_people_dropping_the_same_file_at_once_both_get_it(home: Path, cache: Path) -> None:
+    """Gradio caches identical bytes at one path: the first handler's discard deletes the file the second
+    handler was about to read (CI hit this: the second page kept the sample). Both get the stored copy."""
+    dropped = cached(cache, CSV, "faq.csv")
+    first = uploads.take(home, dropped, cache)
+    assert not dropped.exists()  # the first handler discarded the cached copy
+    second = uploads.take(home, dropped, cache)
+    assert second == first and first.read_text() == CSV and stored_names(home) == [first.name]
+    third = uploads.take(home, cached(cache, CSV, "faq.csv"), cache)  # dropped again later: read again
+    assert third == first and list(cache.iterdir()) == []
+
+
+def test_the_second_of_two_refused_drops_gets_the_same_reason(home: Path, cache: Path) -> None:
+    dropped = cached(cache, b"\x7fELF\x02\x01\x01\x00", "tool.csv")
+    for _ in range(2):
+        with pytest.raises(UploadError, match="a Linux executable"):
+            uploads.take(home, dropped, cache)
+    assert stored_names(home) == []
+
+
+def test_a_missing_cached_file_never_taken_is_refused_with_the_fix(home: Path, cache: Path) -> None:
+    with pytest.raises(UploadError, match="cannot open it"):
+        uploads.take(home, cache / "never" / "faq.csv", cache)

@@ -459,11 +459,7 @@ def store_upload(home: Path, uploaded: str) -> str:
 
     Raises uploads.UploadError. The cached copy goes either way: Gradio serves its cache to any client.
     """
-    cached = Path(uploaded)
-    try:
-        return str(uploads.store(home, cached, cached.name))
-    finally:
-        uploads.discard(cached, Path(get_upload_folder()))
+    return str(uploads.take(home, Path(uploaded), Path(get_upload_folder())))
 
 
 def refused_note(lang: str, message: str) -> Any:
