@@ -4,8 +4,9 @@
     python -c "from finetune import uploads; print(uploads.store(Path('home'), Path('x.csv'), 'x.csv'))"
 
 The page (finetune/ui/dataset_tab.py) calls :func:`take` with the file Gradio wrote to its cache: it is
-stored (:func:`store`), then the cached copy is discarded (:func:`discard`) whatever the outcome: Gradio's cache
-can be fetched through ``/gradio_api/file=`` by anyone who can reach the page, so an upload must not stay there.
+stored (:func:`store`), then the cached copy is discarded (:func:`discard`) whatever the outcome: Gradio's
+cache can be fetched through ``/gradio_api/file=`` by anyone who can reach the page, so an upload must not
+stay there.
 The name is only ever a label (never a path), the extension must be a table format and the bytes must match
 it: ``file_types`` on the upload field is a hint to the browser, not a check. Every refusal is an
 :class:`UploadError` for ``dataset.path``, shown next to the upload field.
