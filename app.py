@@ -49,7 +49,7 @@ def main() -> None:
         print(warning, file=sys.stderr, flush=True)
 
     demo = ui.build(home, shared=auth.is_shared(args.host, args.share, login))
-    demo.queue(**ui.queue_kwargs())
+    ui.queue(demo)  # a size, and polling that leaves the CPU to the training run
     settings = ui.launch_kwargs(home, demo, login)  # theme, routes, login, upload limit, no tracebacks
     if os.environ.get("TUNEBOARD_CONTAINER") or os.environ.get("SYSTEM") == "spaces":  # a Space is one too
         signal.signal(signal.SIGTERM, lambda *_: _container_stops(home))

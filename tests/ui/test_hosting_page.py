@@ -18,4 +18,4 @@ def test_on_zero_gpu_the_pages_events_still_queue(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("SPACES_ZERO_GPU", "true")
     plain, ours = gr.Blocks(), gr.Blocks()
     assert plain.queue()._queue.max_size == 1  # gradio's own cap, the cause
-    assert ours.queue(**ui.queue_kwargs())._queue.max_size == ui.QUEUE_SIZE
+    assert ui.queue(ours)._queue.max_size == ui.QUEUE_SIZE
