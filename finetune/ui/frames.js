@@ -1,4 +1,4 @@
-// Runs in the page's <head>, before Gradio's modules (launch(head=...), finetune/ui/__init__.py).
+// Runs first in the page's <head>, before Gradio's modules: finetune/ui/head.py writes it into GET /'s HTML.
 // Gradio 6.31's status tracker counts an event's elapsed seconds in a requestAnimationFrame loop that stops
 // only when its status leaves "pending"; a tracker unmounted while pending (two on every page, from the
 // app's own "Loading...") never stops, so an idle page drew 60 frames a second: 9% of a core here, taken
