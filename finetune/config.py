@@ -63,6 +63,12 @@ class ModelConfig(Section):
         title="Attention kernel",
         description="Attention kernel: eager, sdpa or flash_attention_2. Empty = transformers' choice.",
     )
+    liger_kernel: bool | None = Field(
+        None,
+        title="Liger kernels",
+        description="Liger's fused RMSNorm, RoPE and SwiGLU kernels (CUDA, the liger-kernel package). "
+        "Unset = on where both are there.",
+    )
     trust_remote_code: bool = Field(
         False,
         title="Trust remote code",
@@ -503,6 +509,8 @@ FORBIDDEN_TRAINING = {
     "completion_only_loss": "use template.train_on",
     "trust_remote_code": "use model.trust_remote_code",
     "model_init_kwargs": "use the model section",
+    "use_liger_kernel": "use model.liger_kernel (Tuneboard applies Liger's layer kernels itself)",
+    "liger_kernel_config": "use model.liger_kernel",
 }
 
 

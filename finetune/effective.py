@@ -212,12 +212,15 @@ def effective(
 
 
 def _section_rows(config: Config, device: Device) -> list[Value]:
-    """The schema's own sections (model, dataset, ...), with the attention kernel finetune/speed.py picks."""
+    """The schema's own sections (model, dataset, ...), with the kernels finetune/speed.py picks."""
     rows = []
-    attention = speed.attention(config, device)
+    chosen = {
+        "model.attn_implementation": speed.attention(config, device),
+        "model.liger_kernel": speed.liger(config, device),
+    }
     for path, value in flatten(config.model_dump(mode="json", exclude={"training"})).items():
-        if path == "model.attn_implementation" and attention:
-            rows.append(Value(path, attention.value, f"tuneboard: {attention.why}"))
+        if choice := chosen.get(path):
+            rows.append(Value(path, choice.value, f"tuneboard: {choice.why}"))
         else:
             rows.append(Value(path, value, config.source(path)))
     return rows

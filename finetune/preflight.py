@@ -16,7 +16,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from finetune import data, model, rundir, templates, tokens
+from finetune import data, model, rundir, speed, templates, tokens
 from finetune.config import Config, LaunchConfig
 from finetune.errors import PreflightError
 
@@ -49,6 +49,8 @@ def run(config: Config, sample: int | None = None, pinned: rundir.Pinned | None 
     """
     if config.method == "qlora":  # refuse a CPU or a missing bitsandbytes here, not after RUN_DIR exists
         model.quantization_config(model.detect_device())
+    if config.model.liger_kernel:
+        speed.check_liger(model.detect_device())
     if config.launch.distributed:
         check_launch(config.launch, model.detect_device())
     model_config = model.load_config(config.model)

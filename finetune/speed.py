@@ -4,7 +4,7 @@
 
 Each choice is safe where it is made and yields to the config: set the field to keep the library's way
 (``training.train_sampling_strategy: random``, ``training.gradient_checkpointing: true``,
-``training.padding_free: false``, ``model.attn_implementation: sdpa``).
+``training.padding_free: false``, ``model.attn_implementation: sdpa``, ``model.liger_kernel: false``).
 
 - Records of similar length share a batch (transformers' ``group_by_length`` sampler): a batch is padded
   to its longest record, so mixing short and long records wastes most of the compute on padding.
@@ -14,6 +14,8 @@ Each choice is safe where it is made and yields to the config: set the field to 
   batch in one row, kept apart by position_ids through the variable-length kernel). Without such a kernel,
   records in one row would attend to each other, so padding-free stays off; on a CPU, longer rows were
   measured slower than padded ones anyway, since attention cost grows with row length.
+- On a CUDA GPU with liger-kernel installed: Liger's fused RMSNorm, RoPE and SwiGLU kernels, patched into
+  the model by the training process (``model.liger_kernel: false`` keeps the model's own layers).
 - Already the library's defaults, so shown as such: fused AdamW (``adamw_torch_fused``, torch >= 2.8),
   bf16 / tf32 where the GPU has them (finetune/effective.py).
 """
@@ -25,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from finetune import memory
+from finetune.errors import ModelError
 
 FLASH = "flash_attention_2"
 ESTIMATE_MARGIN = 1.25  # the memory estimate can be this much too low (finetune/memory.py: +-30%)
@@ -66,6 +69,52 @@ def attention(config: Any, device: Any) -> Choice | None:
     if not installed("flash_attn"):
         return None
     return Choice(FLASH, "flash-attn is installed and the GPU trains in half precision")
+
+
+# Liger's layer kernels only: TRL 1.16's SFTTrainer puts its own fused LM head on the model (the loss without
+# the full logits) and refuses Liger's fused linear cross-entropy, which would replace the same forward.
+LIGER_KERNELS = {"rope": True, "rms_norm": True, "swiglu": True, "cross_entropy": False}
+LIGER_OFF = {"fused_linear_cross_entropy": False}
+
+
+def liger(config: Any, device: Any) -> Choice | None:
+    """Liger's fused RMSNorm, RoPE and SwiGLU kernels on a CUDA GPU where liger-kernel is installed. TRL
+    deprecates its ``use_liger_kernel`` (its replacement downloads kernels from the Hub at run time), so the
+    training process applies Liger's patch itself (:func:`apply_liger`)."""
+    if config.model.liger_kernel is not None or device.kind != "cuda" or not installed("liger_kernel"):
+        return None
+    return Choice(
+        True, "liger-kernel is installed and the run is on a CUDA GPU (fused RMSNorm, RoPE, SwiGLU)"
+    )
+
+
+def liger_on(config: Any, device: Any) -> bool:
+    """Whether the run uses Liger's kernels: the config's word, else :func:`liger`'s."""
+    if config.model.liger_kernel is not None:
+        return config.model.liger_kernel
+    return liger(config, device) is not None
+
+
+def check_liger(device: Any) -> None:
+    """``model.liger_kernel: true`` where it cannot run: refused before a run directory exists."""
+    if device.kind != "cuda":
+        why = "true needs a CUDA GPU (Liger's kernels are Triton GPU kernels); set false or leave it unset"
+        raise ModelError("model.liger_kernel", why)
+    if not installed("liger_kernel"):
+        why = "true needs the liger-kernel package: pip install liger-kernel (or leave it unset)"
+        raise ModelError("model.liger_kernel", why)
+
+
+def apply_liger(net: Any) -> str:
+    """Patch ``net``'s layers in place with Liger's kernels (before LoRA wraps it); says what it did."""
+    from liger_kernel.transformers.monkey_patch import MODEL_TYPE_TO_APPLY_LIGER_FN
+    from transformers.integrations.liger import apply_liger_kernel
+
+    model_type = getattr(net.config, "model_type", None)
+    if model_type not in MODEL_TYPE_TO_APPLY_LIGER_FN:
+        return f"Liger kernels: none for model type {model_type!r}; the model's own layers are used"
+    apply_liger_kernel(net, LIGER_KERNELS | LIGER_OFF)
+    return f"Liger kernels applied ({model_type}): " + ", ".join(k for k, on in LIGER_KERNELS.items() if on)
 
 
 def installed(package: str) -> bool:

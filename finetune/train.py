@@ -243,6 +243,8 @@ def build_trainer(
     num_labels = len(checked.dataset.label_names or []) or None
     attn = speed.attn_implementation(config, device)
     net = model.load_model(config, device, num_labels=num_labels, attn_implementation=attn)
+    if speed.liger_on(config, device):
+        print(speed.apply_liger(net), flush=True)
     tokens.resize_and_init(net, checked.tokenizer, checked.token_changes, config.tokens.init)
     net.config.pad_token_id = checked.tokenizer.pad_token_id
     if config.method != "full":

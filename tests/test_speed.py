@@ -178,3 +178,30 @@ def test_encoded_records_are_cached_by_what_they_depend_on(tiny_llama: str, caps
     for other in others:
         ch = preflight.run(other)
         assert encoding.cache_file(other, ch, ch.dataset.train) != here, other.user_dict()
+
+
+def test_liger_kernels_on_a_cuda_gpu_where_liger_is_installed(tiny_llama: str, monkeypatch) -> None:
+    """Liger's layer kernels are chosen on a CUDA GPU with liger-kernel installed, with the reason; the config's
+    word wins; on a CPU, or without the package, the model keeps its own layers."""
+    gpu, cpu = effective.device_of(True, True, 80.0), effective.device_of(False, False, None)
+    assert speed.liger(load(), gpu) is None and not speed.liger_on(load(), gpu)  # not installed here
+    assert rows()["model.liger_kernel"].value is None
+    monkeypatch.setattr(speed, "installed", lambda package: package == "liger_kernel")
+    chosen = speed.liger(load(), gpu)
+    assert chosen and chosen.value is True and "CUDA GPU" in chosen.why and speed.liger_on(load(), gpu)
+    assert speed.liger(load(), cpu) is None and not speed.liger_on(load(), cpu)
+    off = load({"model.liger_kernel": False})
+    assert speed.liger(off, gpu) is None and not speed.liger_on(off, gpu)
+    # TRL's deprecated switch is refused by name, pointing at the field that replaces it
+    with pytest.raises(config.ConfigError, match="use model.liger_kernel"):
+        load({"training.use_liger_kernel": True})
+
+
+def test_liger_asked_for_where_it_cannot_run_is_refused_before_the_run(tiny_llama: str, tmp_path: Path) -> None:
+    from conftest import run_cli
+
+    run_dir = tmp_path / "run"
+    result = run_cli("train", str(DEMO), "--model.liger_kernel", "true", "--run-dir", str(run_dir))
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "model.liger_kernel: true needs a CUDA GPU" in result.stderr
+    assert not run_dir.exists()
