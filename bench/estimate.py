@@ -1,10 +1,12 @@
-"""Prints the engine's duration estimate for a config (what ``plan`` and the Hyperparameters section show).
+"""Prints the engine's duration and memory estimates for a config (what ``plan`` and the Hyperparameters
+section show).
 
-    .venv/bin/python bench/estimate.py CONFIG.yaml     # one JSON line: the estimate, or null before any run
+    .venv/bin/python bench/estimate.py CONFIG.yaml     # one JSON line: {"duration": ..., "memory": ...}
 
 finetune/duration.py estimates from the speed the last run (or calibration) of the same model, method and
-shapes on this machine recorded in the cache; bench/run.py asks before each CLI round and compares the
-answer with how long that round then took.
+shapes on this machine recorded in the cache (null before any); finetune/memory.py from the model's config
+and the longest record. bench/run.py asks before each CLI round and compares the answers with how long that
+round then took and the peak memory it reached.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ def main() -> None:
     from finetune import config as cfg
     from finetune import plan
 
-    print(json.dumps(plan.report(cfg.load(sys.argv[1])).get("duration")))
+    report = plan.report(cfg.load(sys.argv[1]))
+    print(json.dumps({"duration": report.get("duration"), "memory": report.get("memory")}))
 
 
 if __name__ == "__main__":

@@ -139,8 +139,9 @@ def run_all(setup: Any, quick: bool, runners: dict[str, Callable[[Any, Any], dic
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
-    widths = (22, 7, 5, 10, 8, 9, 9, 7, 8)
-    head = ["GPU shape", "method", "var", "tokens/s", "s/step", "padding", "peak GB", "MFU", "vs (a)"]
+    widths = (22, 7, 5, 10, 8, 9, 9, 9, 7, 8)
+    head = ["GPU shape", "method", "var", "tokens/s", "s/step", "padding"]
+    head += ["peak GB", "est. GB", "MFU", "vs (a)"]
     fit = lambda cells: "".join(  # noqa: E731
         c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
     )
@@ -150,6 +151,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         base = plain.get((r["shape"], r["method"]))
         vs = measure.ratio(r["tokens_per_s"], base["tokens_per_s"]) if base else None
         cells = [r["shape"], r["method"], r["variant"], f"{r['tokens_per_s']:,.0f}", f"{r['s_per_step']:.3f}"]
-        cells += [f"{r['padding']:.1%}", f"{r['peak_mb'] / 1024:.1f}"]
+        said = (r.get("memory_estimate") or {}).get("estimate_gb")  # the engine's, for (b): bench/run.py
+        cells += [f"{r['padding']:.1%}", f"{r['peak_mb'] / 1024:.1f}", "-" if said is None else f"{said:.1f}"]
         cells += ["-" if r["mfu"] is None else f"{r['mfu']:.1%}", "-" if vs is None else f"{vs:.2f}x"]
         print(fit(cells))

@@ -169,18 +169,28 @@ def run_plain(setup: Setup, out: Path) -> dict[str, Any]:
 
 def run_cli(setup: Setup, out: Path) -> dict[str, Any]:
     config = workload.write_config(beside(out, ".yaml"), setup.config)
-    estimate = duration_estimate(setup, config)  # from the speed the runs before this one recorded
+    said = estimates(setup, config)  # duration: from the speed the runs before this one recorded
     argv = [sys.executable, "-m", "finetune", "train", str(config), "--run-dir", str(out)]
     started, process_peak = spawn(argv, beside(out, ".log"), setup.env)
     got = measure.result(out, started, process_peak_mb=process_peak)
-    if estimate:  # what the estimate covers: the process's start-up to its first step, then training
+    if estimate := said.get("duration"):  # it covers the process's start-up to its first step, then training
         actual = got["first_step_s"] + got["train_runtime"]
         got["estimate"] = estimate | {"actual_s": actual, "error": estimate["seconds"] / actual - 1}
+    if said.get("memory"):
+        got["memory_estimate"] = memory_check(said["memory"], got["peak_mb"], setup.cuda)
     return got
 
 
-def duration_estimate(setup: Setup, config: Path) -> dict[str, Any] | None:
-    """The engine's estimate for ``config`` (bench/estimate.py, in the runs' environment), None before any."""
+def memory_check(memory: dict[str, float], peak_mb: float, cuda: bool) -> dict[str, float]:
+    """The engine's peak-memory estimate against the measured peak: the process's VmHWM on a CPU; on a GPU
+    torch.cuda.max_memory_allocated, which leaves out the CUDA context (the estimate's runtime part)."""
+    said = memory["total"] - (memory["runtime"] if cuda else 0.0)
+    measured = peak_mb / 1024
+    return {"estimate_gb": said, "measured_gb": measured, "error": said / measured - 1}
+
+
+def estimates(setup: Setup, config: Path) -> dict[str, Any]:
+    """The engine's estimates for ``config`` (bench/estimate.py, in the runs' environment)."""
     proc = subprocess.run(
         [sys.executable, str(BENCH / "estimate.py"), str(config)],
         cwd=ROOT, env=setup.env, capture_output=True, text=True, timeout=RUN_TIMEOUT_S,
@@ -296,6 +306,7 @@ def summary(
         "stats_100k_s": stats["seconds"],
         "first_step_s": c.get("first_step_s"),
         "duration_error": duration_error(results.get("b", [])),
+        "memory_estimate_error": memory_error(results.get("b", [])),
         "dashboard_tokens_per_s_vs_trl": measure.ratio(c.get("tokens_per_s"), a["tokens_per_s"]),
         "loss_vs_trl": measure.ratio(b["loss_at_equal"], a["loss_at_equal"]),
         "stats": stats,
@@ -313,6 +324,12 @@ def summary(
 def duration_error(runs: list[dict[str, Any]]) -> float | None:
     """The largest relative error of the duration estimates made before the CLI rounds (None: none made)."""
     errors = [abs(r["estimate"]["error"]) for r in runs if r.get("estimate")]
+    return max(errors) if errors else None
+
+
+def memory_error(runs: list[dict[str, Any]]) -> float | None:
+    """The largest relative error of the memory estimates against the CLI rounds' peaks."""
+    errors = [abs(r["memory_estimate"]["error"]) for r in runs if r.get("memory_estimate")]
     return max(errors) if errors else None
 
 
@@ -389,6 +406,9 @@ def print_report(out: dict[str, Any], equal_tokens: float, skipped: str | None, 
             said = (f"estimated {est['seconds']:.0f} s ({est['low']:.0f}-{est['high']:.0f}, from the "
                     f"{est['source']}), took {est['actual_s']:.0f} s: {est['error']:+.0%}")  # fmt: skip
         print(f"duration of CLI round {n}: {said}")
+        if mem := run.get("memory_estimate"):
+            print(f"  peak memory: estimated {mem['estimate_gb']:.2f} GiB, measured "
+                  f"{mem['measured_gb']:.2f} GiB: {mem['error']:+.0%}")  # fmt: skip
     print(
         f"token statistics of a {stats['file_records']:,}-record JSONL: {stats['seconds']:.1f} s "
         f"(the engine's statistics cover {stats['count']:,} of its records)"

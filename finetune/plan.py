@@ -210,6 +210,7 @@ def report(config: Any, checked: Any = None, lengths: list[int] | None = None) -
             device,
             batch_size=args.per_device_train_batch_size,
             checkpointing=bool(args.gradient_checkpointing),
+            longest=stats.get("max") or None,
         ),
         "warnings": warnings,
     }
@@ -359,7 +360,7 @@ def format_report(rep: dict[str, Any]) -> str:
         lines.append(
             f"  {mem['params']:,} parameters, {mem['trainable']:,} trainable; ~{mem['total']:.2f} GiB peak "
             f"(weights {mem['weights']:.2f}, grads+optimizer {mem['gradients_and_optimizer']:.2f}, "
-            f"activations {mem['activations']:.2f}) on {where}"
+            f"activations {mem['activations']:.2f}, runtime {mem['runtime']:.2f}) on {where}"
         )
     else:
         lines.append("  unavailable for this model")

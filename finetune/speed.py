@@ -30,7 +30,7 @@ from finetune import memory
 from finetune.errors import ModelError
 
 FLASH = "flash_attention_2"
-ESTIMATE_MARGIN = 1.25  # the memory estimate can be this much too low (finetune/memory.py: +-30%)
+ESTIMATE_MARGIN = 1.25  # the memory estimate can be this much too low (bench/RESULTS.md: within 25%)
 
 
 @dataclass(frozen=True)

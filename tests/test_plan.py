@@ -104,24 +104,31 @@ def test_no_records_means_no_steps():
     assert (s.micro_batches, s.optimizer_steps, s.checkpoints) == (0, 0, 0)
 
 
-def test_memory_estimate_counts_weights_and_optimizer():
+def test_memory_estimate_counts_weights_optimizer_activations_and_the_runtime():
     gib = 2**30
+    one = memory.Shape(params=gib, trainable=gib, hidden=1, layers=1)
     full = memory.memory_gb(
-        gib,
-        trainable=gib,
-        weight_dtype="bf16",
-        batch_size=1,
-        seq_len=1,
-        hidden=1,
-        layers=1,
-        checkpointing=True,
+        one, weight_dtype="bf16", batch_size=1, seq_len=1, checkpointing=True, device_kind="cuda"
     )
     assert full["weights"] == pytest.approx(2)
     assert full["gradients_and_optimizer"] == pytest.approx(12)
+    assert full["total"] == pytest.approx(14 + full["activations"] + memory.RUNTIME_GB["cuda"])
     lora = memory.memory_gb(
-        gib, trainable=0, weight_dtype="4bit", batch_size=1, seq_len=1, hidden=1, layers=1, checkpointing=True
-    )
+        memory.Shape(params=gib, trainable=0, hidden=1, layers=1),
+        weight_dtype="4bit", batch_size=1, seq_len=1, checkpointing=True, device_kind="cuda",
+    )  # fmt: skip
     assert lora["weights"] < 1 and lora["gradients_and_optimizer"] == 0
+    # activations: every layer's set per token without checkpointing, each layer's input plus one set with it
+    llama_7b = memory.Shape(params=0, trainable=0, hidden=4096, layers=32, kv_dim=4096, intermediate=11008)
+    acts = {
+        ckpt: memory.memory_gb(
+            llama_7b, weight_dtype="bf16", batch_size=4, seq_len=2048, checkpointing=ckpt, device_kind="cuda"
+        )["activations"]
+        for ckpt in (False, True)
+    }
+    per_token = (32 * memory.layer_elements(llama_7b) + 4 * 4096) * 2  # bytes: bf16
+    assert acts[False] == pytest.approx(4 * 2048 * per_token / gib)
+    assert 10 < acts[False] / acts[True] < 20
 
 
 # ---------------------------------------------------------------- the CLI

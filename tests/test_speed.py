@@ -181,8 +181,8 @@ def test_encoded_records_are_cached_by_what_they_depend_on(tiny_llama: str, caps
 
 
 def test_liger_kernels_on_a_cuda_gpu_where_liger_is_installed(tiny_llama: str, monkeypatch) -> None:
-    """Liger's layer kernels are chosen on a CUDA GPU with liger-kernel installed, with the reason; the config's
-    word wins; on a CPU, or without the package, the model keeps its own layers."""
+    """Liger's layer kernels are chosen on a CUDA GPU with liger-kernel installed, with the reason; the
+    config's word wins; on a CPU, or without the package, the model keeps its own layers."""
     gpu, cpu = effective.device_of(True, True, 80.0), effective.device_of(False, False, None)
     assert speed.liger(load(), gpu) is None and not speed.liger_on(load(), gpu)  # not installed here
     assert rows()["model.liger_kernel"].value is None
@@ -197,7 +197,7 @@ def test_liger_kernels_on_a_cuda_gpu_where_liger_is_installed(tiny_llama: str, m
         load({"training.use_liger_kernel": True})
 
 
-def test_liger_asked_for_where_it_cannot_run_is_refused_before_the_run(tiny_llama: str, tmp_path: Path) -> None:
+def test_liger_where_it_cannot_run_is_refused_before_the_run(tiny_llama: str, tmp_path: Path) -> None:
     from conftest import run_cli
 
     run_dir = tmp_path / "run"

@@ -114,8 +114,10 @@ class Ctx:
                 result = previews.analyze(config) | {"ok": True}
                 if result["counting"]:  # the first records' lengths now; every record's in the background
                     previews.count_every_record(config)
-                mean = (result.get("lengths") or {}).get("mean_cut", 0.0)
-                result["summary"] = previews.summary(config, result["records"], mean)
+                lengths = result.get("lengths") or {}
+                result["summary"] = previews.summary(
+                    config, result["records"], lengths.get("mean_cut", 0.0), lengths.get("max") or None
+                )
             except Exception as exc:  # noqa: BLE001 - every failure becomes a message, never a traceback
                 problems = engine_problems(exc)
         result["problems"] = [asdict(p) for p in problems]

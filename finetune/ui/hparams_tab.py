@@ -384,6 +384,7 @@ def memory_html(summary: dict[str, Any], lang: str) -> str:
         weights=f"{mem['weights']:.2f}",
         optimizer=f"{mem['gradients_and_optimizer']:.2f}",
         activations=f"{mem['activations']:.2f}",
+        runtime=f"{mem['runtime']:.2f}",
         params=f"{mem['params']:,}",
         trainable=f"{mem['trainable']:,}",
         device=where,

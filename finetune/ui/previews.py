@@ -354,9 +354,12 @@ def scan_token_like(config: cfg.Config, limit: int = 5000) -> list[dict[str, Any
 # ---------------------------------------------------------------- hyperparameters
 
 
-def summary(config: cfg.Config, records: int, mean_tokens: float = 0.0) -> dict[str, Any]:
+def summary(
+    config: cfg.Config, records: int, mean_tokens: float = 0.0, longest: int | None = None
+) -> dict[str, Any]:
     """Step arithmetic, the learning-rate schedule, a memory estimate and how long the run will take
-    (``mean_tokens``: a record's mean length cut at max_length); cheap enough for every change."""
+    (``mean_tokens``: a record's mean length cut at max_length; ``longest``: the longest record's tokens);
+    cheap enough for every change."""
     device = _DEVICE.get("device")
     cuda = bool(device and device.kind == "cuda")
     bf16_ok = bool(device and device.bf16)
@@ -377,6 +380,7 @@ def summary(config: cfg.Config, records: int, mean_tokens: float = 0.0) -> dict[
             device,
             batch_size=args.per_device_train_batch_size,
             checkpointing=bool(args.gradient_checkpointing),
+            longest=longest,
         )
     return {
         "steps": steps.as_dict(),
