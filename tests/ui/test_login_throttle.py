@@ -127,8 +127,8 @@ def serve(home: Path, limits: Throttle):
     def settings(demo):
         kwargs = ui.launch_kwargs(home, demo, login)
         stack = kwargs["app_kwargs"]["middleware"]
-        assert stack[-1].cls is gate.Gate
-        stack[-1] = Middleware(gate.Gate, **stack[-1].kwargs, throttle=limits)
+        at = next(i for i, layer in enumerate(stack) if layer.cls is gate.Gate)
+        stack[at] = Middleware(gate.Gate, **stack[at].kwargs, throttle=limits)
         return kwargs
 
     return placeholder_page(settings)
