@@ -14,7 +14,7 @@ run: setup
 
 test: setup-dev browser
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q --durations=15
+	$(BIN)/python -m pytest -q --durations=15 -n 2 --dist loadgroup
 
 demo: setup  ## the engine alone: train presets/demo.yaml on the CLI
 	$(BIN)/python -m finetune train presets/demo.yaml

@@ -24,6 +24,20 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
 os.environ.pop("HF_TOKEN", None)
+# One compute thread per process (the test process and every trainer, app and worker it starts): the suite
+# runs two pytest workers on a 2-core machine, and a trainer with two threads on a shared core waits at each
+# parallel region for the thread that lost its turn (the demo trained in 15.3 s instead of 6.6 s beside a
+# busy core). The tiny models train as fast on one thread; bench/ measures the real settings.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups into the tests' ids
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The browser tests run one after another on one pytest worker (each drives a real app and chromium,
+    which take a core between them); the other tests share the two workers (``-n 2 --dist loadgroup``)."""
+    for item in items:
+        if "e2e" in item.path.parts:
+            item.add_marker(pytest.mark.xdist_group("browser"))
 
 
 @pytest.fixture(scope="session")
@@ -99,6 +113,30 @@ def run_cli(
         text=True,
         timeout=timeout,
     )
+
+
+def cli(*args: str, stdin: str | None = None):
+    """``python -m finetune ...`` in this process: the same ``finetune.__main__.main``, its parser, checks
+    and messages, without a fresh interpreter's ~5 s of imports (torch, transformers, trl). For the verbs that
+    refuse or report; a run that trains, and the tests of the process itself (its exit status, no traceback
+    printed), go through :func:`run_cli`."""
+    import contextlib
+    import io
+    import subprocess
+
+    from finetune.__main__ import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.chdir(ROOT), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        saved, sys.stdin = sys.stdin, io.StringIO(stdin or "")
+        try:
+            code = main(list(args))
+        except SystemExit as exc:  # argparse's refusals
+            code = exc.code if isinstance(exc.code, int) else 1
+        finally:
+            sys.stdin = saved
+    argv = ["python", "-m", "finetune", *args]
+    return subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())
 
 
 OAUTH_SECRET = "space-oauth-secret"

@@ -1,4 +1,4 @@
-"""Bad input never crashes Tuneboard: the table of bad inputs, run through the real CLI and the environment.
+"""Bad input never crashes Tuneboard: the table of bad inputs, run through the CLI and the environment.
 
     .venv/bin/pytest tests/test_bad_input.py -q                  # the CLI face (plan, train, jobs)
     .venv/bin/pytest tests/ui/test_bad_input_page.py -q          # the same table through the page
@@ -7,9 +7,11 @@
 environment. A refused case ends with one ``error: <field>: <message>`` line, exit status 2, no traceback and
 nothing written; the message names the field and says what to do. ``plan`` runs the same preflight as
 ``train`` and as Start in the page, so most cases go through ``plan``; the ``train`` cases also prove that a
-refused config writes nothing. Environment cases (a full or read-only data directory, a dataset that
-disappears before its job starts) run through ``scheduler.submit`` / ``python -m finetune`` on a real
-small tmpfs when this process may mount one (root), else with the OS error injected.
+refused config writes nothing. The table goes through the CLI's own ``main`` in this process (conftest.cli:
+a fresh interpreter's ~5 s of imports, paid once); a run that goes bad, and the process's own face (exit
+status, no traceback), through ``python -m finetune`` itself. Environment cases (a full or read-only data
+directory, a dataset that disappears before its job starts) run through ``scheduler.submit`` / ``python -m
+finetune`` on a real small tmpfs when this process may mount one (root), else with the OS error injected.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, run_cli
+from conftest import ROOT, cli, run_cli
 
 from finetune import builtin, jobs, runs, scheduler
 from finetune import config as cfg
@@ -468,7 +470,7 @@ def test_the_table_covers_every_kind_of_bad_input() -> None:
 
 @pytest.mark.parametrize("case", cases())
 def test_plan_refuses_with_the_field(tmp_path: Path, case: Case):
-    result = run_cli("plan", DEMO, *case.build(tmp_path))
+    result = cli("plan", DEMO, *case.build(tmp_path))
     assert_one_clear_error(result, case.field, case.words)
     assert result.stdout == ""  # no half-printed report
     assert TOKEN not in result.stderr  # a secret is named by its field, never echoed
@@ -477,14 +479,14 @@ def test_plan_refuses_with_the_field(tmp_path: Path, case: Case):
 @pytest.mark.parametrize("case", [p for p in cases() if p.id in TRAIN_CASES])
 def test_train_refuses_before_writing_anything(tmp_path: Path, case: Case):
     run_dir = tmp_path / "run"
-    result = run_cli("train", DEMO, *case.build(tmp_path), "--run-dir", str(run_dir))
+    result = cli("train", DEMO, *case.build(tmp_path), "--run-dir", str(run_dir))
     assert_one_clear_error(result, case.field, case.words)
     assert not run_dir.exists()
 
 
 @pytest.mark.parametrize("case", cases("accepted"))
 def test_plan_accepts(tmp_path: Path, case: Case):
-    result = run_cli("plan", DEMO, *case.build(tmp_path))
+    result = cli("plan", DEMO, *case.build(tmp_path))
     assert result.returncode == 0, result.stderr[-3000:]
     assert case.words in result.stdout and "\ufeff" not in result.stdout
 
@@ -515,7 +517,7 @@ def test_config_file_with_a_bad_custom_template(tmp_path: Path):
         "template:\n  name: custom\n  custom: \"{% for m in messages %}{{ m['content'] }}\"\n",
         encoding="utf-8",
     )
-    result = run_cli("plan", str(config))
+    result = cli("plan", str(config))
     assert_one_clear_error(result, "template.name", "syntax error")
 
 

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from conftest import cli, run_cli
 
 from finetune import config, memory, plan
 
@@ -164,7 +164,7 @@ def test_plan_cli_with_gradient_accumulation(big_csv: Path):
         "--training.num_train_epochs", "3",
         "--training.gradient_accumulation_steps", "2",
     ]  # fmt: skip
-    result = run_cli("plan", DEMO, "--dataset.path", str(big_csv), *args)
+    result = cli("plan", DEMO, "--dataset.path", str(big_csv), *args)
     assert result.returncode == 0, result.stderr
     steps = section(result.stdout, "Steps")
     assert "15,000 micro-batches" in steps
@@ -175,7 +175,7 @@ def test_plan_cli_with_gradient_accumulation(big_csv: Path):
 
 def test_plan_json_is_the_step_arithmetic(big_csv: Path):
     args = ["--training.per_device_train_batch_size", "2", "--training.gradient_accumulation_steps", "2"]
-    result = run_cli("plan", DEMO, "--json", "--dataset.path", str(big_csv), *args)
+    result = cli("plan", DEMO, "--json", "--dataset.path", str(big_csv), *args)
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert data == plan.steps(10_000, batch_size=2, epochs=3, grad_accum=2, warmup=0.05,
@@ -183,7 +183,7 @@ def test_plan_json_is_the_step_arithmetic(big_csv: Path):
 
 
 def test_plan_warns_about_records_over_max_length(tiny_llama: str):
-    result = run_cli("plan", DEMO, "--dataset.max_length", "80")
+    result = cli("plan", DEMO, "--dataset.max_length", "80")
     assert result.returncode == 0, result.stderr
     warnings = section(result.stdout, "Warnings")
     assert "longer than dataset.max_length (80)" in warnings
@@ -191,12 +191,12 @@ def test_plan_warns_about_records_over_max_length(tiny_llama: str):
     # The effect and the fix, not only the fact (issue 8).
     assert "loses its end and its end-of-turn token, so the model learns replies that never stop" in warnings
     assert "raise dataset.max_length to 128" in warnings and "remove the long records" in warnings
-    relaxed = run_cli("plan", DEMO)
+    relaxed = cli("plan", DEMO)
     assert "longer than dataset.max_length" not in relaxed.stdout
 
 
 def test_plan_shows_the_effective_table_with_sources(tiny_llama: str):
-    result = run_cli("plan", DEMO, "--training.learning_rate", "1e-4")
+    result = cli("plan", DEMO, "--training.learning_rate", "1e-4")
     assert result.returncode == 0, result.stderr
     table = section(result.stdout, "Effective configuration (value  <- source)")
     rows = {line.split()[0]: line for line in table.splitlines() if line.strip()}
@@ -213,10 +213,10 @@ def test_trust_remote_code_is_off_explicitly_and_warned_about_when_on(tiny_llama
     from finetune import model
 
     assert model._common_kwargs(config.ModelConfig())["trust_remote_code"] is False  # never None: no prompt
-    result = run_cli("plan", DEMO, "--model.trust_remote_code", "true")
+    result = cli("plan", DEMO, "--model.trust_remote_code", "true")
     assert result.returncode == 0, result.stderr
     assert "model.trust_remote_code is on" in section(result.stdout, "Warnings")
-    assert "trust_remote_code" not in section(run_cli("plan", DEMO).stdout, "Warnings")
+    assert "trust_remote_code" not in section(cli("plan", DEMO).stdout, "Warnings")
 
 
 # ---------------------------------------------------------------- token statistics

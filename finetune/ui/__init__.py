@@ -95,6 +95,10 @@ def launch_kwargs(home: Path, blocks: Any, login: Login | None = None) -> dict[s
         "ssr_mode": False,  # SSR puts a Node server in front of the gate; the page needs no SEO
         "mcp_server": False,
         "footer_links": ["gradio", "settings"],
+        # Gradio 6.31's launch() sends itself one HEAD / with a 3 s timeout and exits ("localhost is not
+        # accessible") when it times out: on a machine busy with a training run (restarting the dashboard
+        # mid-run) that request can be slower. /healthz says whether the app is up (tests/e2e/conftest.py).
+        "_frontend": False,
         **login.launch,
     }
 

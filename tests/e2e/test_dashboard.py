@@ -252,13 +252,13 @@ def test_change_epochs_and_see_the_steps_change(page: Page, shot) -> None:
     batch.fill("2")
     batch.press("Tab")
     epochs = page.get_by_role("spinbutton", name="Epochs")
-    epochs.fill("100")
+    epochs.fill("1000")  # 20,000 steps: still running when a later test stops it, however fast it trains
     epochs.press("Tab")
     page.get_by_label("Save checkpoints", exact=True).click()
     page.get_by_role("option", name="no", exact=True).click()
-    expect(page.locator("#tb-steps-explain")).to_contain_text("× 100 epochs")
-    expect(page.locator("#tb-steps-explain")).to_contain_text("2,000 optimizer steps")
-    assert steps_shown(page) == 2000 != before
+    expect(page.locator("#tb-steps-explain")).to_contain_text(re.compile(r"× 1,?000 epochs"))
+    expect(page.locator("#tb-steps-explain")).to_contain_text("20,000 optimizer steps")
+    assert steps_shown(page) == 20_000 != before
     expect(page.locator("#tb-schedule svg")).to_be_visible()
     shot(page, "4-hyperparameters")
 
@@ -271,7 +271,7 @@ def test_start_and_watch_the_loss_plot_fill(page: Page, shot, app_home: Path) ->
     line = page.locator("#tb-loss-plot g.mark-line path")
     expect(line.first).to_be_attached(timeout=90_000)
     first = line.first.get_attribute("d") or ""
-    expect(page.locator("#tb-log")).to_contain_text(re.compile(r"step \d+/2000"))
+    expect(page.locator("#tb-log")).to_contain_text(re.compile(r"step \d+/20000"))
     # The run is still going, and the plot grows: more points within a few seconds.
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and (line.first.get_attribute("d") or "") == first:
@@ -289,7 +289,7 @@ def test_metrics_reach_the_page_within_two_seconds(page: Page, app_home: Path) -
     for _ in range(3):
         status = json.loads((run_dir / "status.json").read_text(encoding="utf-8"))
         step = status["step"]
-        expect(page.locator("#tb-progress")).to_contain_text(re.compile(r"step (\d+)/2000"), timeout=2000)
+        expect(page.locator("#tb-progress")).to_contain_text(re.compile(r"step (\d+)/20000"), timeout=2000)
         shown = int(re.search(r"step (\d+)/", page.locator("#tb-progress").inner_text()).group(1))
         assert shown >= step or _within(page, step, 2.0)
 
