@@ -209,8 +209,25 @@ def watch_training(app_pid: int, run_dir: Path, timeout: float) -> dict[str, Any
     return {
         "app_rss_max_mb": max(rss, default=0) / MB,
         "app_rss_mean_mb": sum(rss) / max(len(rss), 1) / MB,
+        **memory_kinds(app_pid),
         "app_cpu_share": (cpu_seconds(app_pid) - cpu0) / wall,  # of one core
         "browser_cpu_share": (sum(map(cpu_seconds, browser)) - browser0) / wall,
+    }
+
+
+def memory_kinds(pid: int) -> dict[str, float]:
+    """What the app's resident memory is, once training has ended (MB): its own (anonymous) pages, the
+    pages of files (the libraries' code, shared with the trainer that maps the same files) and its
+    proportional share (PSS: a page shared by n processes counts 1/n)."""
+    try:
+        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:
+        return {}
+    kb = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+):\s+(\d+) kB", text, re.MULTILINE)}
+    return {
+        "app_anon_mb": kb.get("Anonymous", 0) / MB,
+        "app_file_mb": (kb.get("Rss", 0) - kb.get("Anonymous", 0)) / MB,
+        "app_pss_mb": kb.get("Pss", 0) / MB,
     }
 
 

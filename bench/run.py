@@ -286,7 +286,7 @@ def medians(results: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, flo
 
 def dashboard_figures(runs: list[dict[str, Any]]) -> dict[str, float | None]:
     keys = ("cold_start_s", "app_idle_rss_mb", "app_rss_max_mb", "app_rss_mean_mb", "app_cpu_share")
-    keys += ("browser_cpu_share",)
+    keys += ("browser_cpu_share", "app_anon_mb", "app_file_mb", "app_pss_mb")
     return {key: measure.median(runs, key) for key in keys}
 
 
@@ -397,6 +397,11 @@ def print_report(out: dict[str, Any], equal_tokens: float, skipped: str | None, 
             f"its run trains; CPU meanwhile: app {page['app_cpu_share']:.0%} of a core, the browser showing "
             f"the page {page['browser_cpu_share']:.0%}"
         )
+        if page.get("app_pss_mb"):
+            print(
+                f"  of the app's RSS: {page['app_anon_mb']:,.0f} MB its own, {page['app_file_mb']:,.0f} MB "
+                f"of files (libraries' code, shared with its trainer); PSS {page['app_pss_mb']:,.0f} MB"
+            )
         same = "the same as the CLI's" if not drift else f"differs from the CLI's in {', '.join(drift)}"
         print(f"  its run's effective config (after.* aside) is {same}")
     for n, run in enumerate(out["runs"]["b"], 1):

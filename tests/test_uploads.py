@@ -129,9 +129,10 @@ def test_limit_setting_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def zip_bytes() -> bytes:
+    """A zip with a fixed date: the bytes name the test, and both pytest workers must collect the same one."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as z:
-        z.writestr("sheet.csv", CSV)
+        z.writestr(zipfile.ZipInfo("sheet.csv", date_time=(2026, 1, 1, 0, 0, 0)), CSV)
     return buffer.getvalue()
 
 
