@@ -182,6 +182,7 @@ def _after_parsers(sub: argparse._SubParsersAction) -> None:
     sub.add_parser(
         "worker", help="the inference worker the page starts (JSON requests on stdin, a line each)"
     )
+    sub.add_parser("analyst", help="the analysis process the page starts (its previews; finetune/analyst.py)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -414,6 +415,13 @@ def cmd_worker(args: argparse.Namespace, rest: list[str]) -> int:
     return 0
 
 
+def cmd_analyst(args: argparse.Namespace, rest: list[str]) -> int:
+    from finetune import analyst
+
+    analyst.serve()
+    return 0
+
+
 COMMANDS = {
     "schema": cmd_schema,
     "train": cmd_train,
@@ -433,6 +441,7 @@ COMMANDS = {
     "eval": cmd_eval,
     "export": cmd_export,
     "worker": cmd_worker,
+    "analyst": cmd_analyst,
 }
 
 if __name__ == "__main__":

@@ -18,6 +18,8 @@ import difflib
 import functools
 import json
 import os
+import subprocess
+import sys
 import typing
 from pathlib import Path
 from typing import Any, Literal
@@ -629,6 +631,21 @@ def _library_cache() -> Path:
 
 
 def _read_library_defaults() -> dict[str, Any]:
+    """:func:`_library_defaults_here`, in a child process unless TRL is imported already: the dashboard checks
+    configs, and TRL (with torch) would stay in its memory for good (~300 MB) for one read."""
+    if "trl" in sys.modules:
+        return _library_defaults_here()
+    code = "import json; from finetune import config; print(json.dumps(config._library_defaults_here()))"
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=600, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"reading trl.SFTConfig's fields failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _library_defaults_here() -> dict[str, Any]:
     from trl import SFTConfig  # heavy: imported when a config is first checked, not when this module is
 
     out: dict[str, Any] = {}

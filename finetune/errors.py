@@ -38,6 +38,11 @@ class TuneboardError(ValueError):
         lines = (f"{p.path}: {p.message}" if p.path else p.message for p in self.items)
         super().__init__(self.separator.join(lines))
 
+    def __reduce__(self) -> tuple:
+        """Pickled as it is (the analysis process sends its errors to the page): class, text and fields,
+        whatever the subclass's own __init__ takes."""
+        return _restore, (type(self), self.args, self.__dict__)
+
     @property
     def field(self) -> str:
         return self.items[0].path
@@ -112,3 +117,10 @@ class JobError(TuneboardError):
 
     def __init__(self, message: str):
         super().__init__("", message)
+
+
+def _restore(cls: type, args: tuple, state: dict[str, Any]) -> TuneboardError:
+    error = cls.__new__(cls)
+    ValueError.__init__(error, *args)
+    error.__dict__.update(state)
+    return error

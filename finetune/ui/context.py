@@ -4,9 +4,9 @@ section's components (``ctx.dataset.preview``, ``ctx.run.watch``: one dataclass 
     (imported by finetune/ui/page.py and the *_tab.py modules)
 
 Data flow: a field the user commits (blur, Enter, pick, slider release) re-runs :meth:`Ctx.run_analysis`,
-which validates the form, runs the engine's checks (finetune/ui/previews.py) and stores plain results in the
-``analysis`` state; each section re-renders its part when that state or the language changes. Problems go
-next to their fields and into the banner at the top, in the chosen language.
+which validates the form, runs the engine's checks (finetune/ui/previews.py, in the analysis process) and
+stores plain results in the ``analysis`` state; each section re-renders its part when that state or the
+language changes. Problems go next to their fields and into the banner at the top, in the chosen language.
 """
 
 from __future__ import annotations

@@ -85,8 +85,13 @@ def preset_text(lang: str, kind: str, name: str, part: str) -> str:
     """A preset's ``name`` or ``description`` in ``lang``: the locale's ``presets.<kind>.<name>`` entry, else
     the preset file's own (English) text."""
     from finetune import presets
+    from finetune.errors import PresetError
 
-    own = str(presets.load(kind, name).get(part) or (name if part == "name" else ""))
+    try:
+        found = presets.load(kind, name)
+    except PresetError:  # removed since the page listed it: its name still reads, the language still switches
+        found = {}
+    own = str(found.get(part) or (name if part == "name" else ""))
     return str(_lookup(lang, f"presets.{kind}.{name}.{part}") or own) if lang != DEFAULT_LANG else own
 
 

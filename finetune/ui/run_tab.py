@@ -24,10 +24,10 @@ from typing import Any
 
 import gradio as gr
 
-from finetune import effective, hosting, jobs, runs, scheduler
+from finetune import hosting, jobs, runs, scheduler
 from finetune import status as st
 from finetune.config import dump_yaml
-from finetune.ui import charts, i18n
+from finetune.ui import charts, i18n, previews
 from finetune.ui.context import Ctx, config_from, engine_problems, merge
 from finetune.ui.downloads import download_file
 
@@ -510,8 +510,7 @@ def config_view(ctx: Ctx, follow: dict | None, lang: str, d: dict | None) -> tup
     if config is None:
         return i18n.t(lang, "run.config_invalid"), "", gr.skip(), ""
     try:
-        rows = effective.effective(config)
-        text = dump_yaml(effective.as_yaml_dict(rows))
+        text = dump_yaml(previews.effective_config(config))
     except Exception:  # noqa: BLE001 - invalid trainer arguments: the banner already says why
         text = ""
     preset = f"presets/launch/{config.launch.strategy}.yaml"  # what the run directory's launch.yaml copies

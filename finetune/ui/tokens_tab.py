@@ -342,7 +342,7 @@ def scan(ctx: Ctx, d: dict) -> tuple[str, Any, list[str]]:
 
 def unused(config: cfg.Config, lang: str) -> str:
     """The tokens in the table that the data never contains: their new rows would learn nothing."""
-    never = preflight.unused_tokens(previews.checked(config))
+    never = previews.unused_tokens(config)
     if not never:
         return ""
     text = i18n.t(lang, "tokens.unused", tokens=", ".join(never), n=preflight.UNUSED_SCAN)

@@ -4,9 +4,9 @@
 
 The probe's 50 MB one-line JSONL took 11 GB (every text tokenized whole, before truncation) and held other
 sessions for minutes. Here the same file, and a JSON list of many records, go through what the Dataset and
-Prompt-format sections compute (the preview, the analysis, the rendered record) in a child process whose
-address space is capped at what it had mapped after its imports plus 1.5 GiB: more, and it fails. Timings
-and peaks are bench/bench_memory.py's.
+Prompt-format sections compute (finetune/analysis.py, as the page's analysis process runs it: the preview,
+the analysis, the rendered record) in a child process whose address space is capped at what it had mapped
+after its imports plus 1.5 GiB: more, and it fails. Timings and peaks are bench/bench_memory.py's.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ CEILING = 1536 * 2**20
 CHILD = """
 import json, os, resource, sys
 from finetune import config as cfg
-from finetune.ui import previews
+from finetune import analysis  # the engine's analysis itself, in this capped process
 
 def main():
     path, task = sys.argv[1], sys.argv[2]
@@ -32,11 +32,11 @@ def main():
     with open("/proc/self/statm") as f:
         mapped = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
     resource.setrlimit(resource.RLIMIT_AS, (mapped + int(sys.argv[3]), resource.RLIM_INFINITY))
-    shown = previews.dataset_preview(config.dataset)
-    analysis = previews.analyze(config)
-    record = previews.render_record(config, 0)
-    print(json.dumps({"rows": len(shown["rows"]), "records": analysis["records"],
-                      "lengths": analysis["lengths"], "tokens": record["tokens"]}))
+    shown = analysis.dataset_preview(config.dataset)
+    found = analysis.analyze(config)
+    record = analysis.render_record(config, 0)
+    print(json.dumps({"rows": len(shown["rows"]), "records": found["records"],
+                      "lengths": found["lengths"], "tokens": record["tokens"]}))
 
 if __name__ == "__main__":
     main()

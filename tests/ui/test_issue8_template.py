@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from finetune import analysis, preflight
 from finetune import config as cfg
-from finetune import preflight
-from finetune.ui import i18n, previews, template_switch, template_tab
+from finetune.ui import i18n, template_switch, template_tab
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -105,9 +105,9 @@ def test_the_record_counter_starts_at_one_and_clamps(ctx, form: dict) -> None:
 
 def test_a_record_is_cut_exactly_when_section_1_counts_it(tiny_llama: str) -> None:
     config = cfg.load(ROOT / "presets" / "demo.yaml", {"dataset.max_length": 90})
-    lengths = preflight.record_lengths(previews.checked(config))
+    lengths = preflight.record_lengths(analysis.checked(config))
     for index in range(0, 300, 7):
-        rec = previews.render_record(config, index)
+        rec = analysis.render_record(config, index)
         assert rec["truncated"] == (lengths[index] > 90) and rec["full_tokens"] == lengths[index], index
         assert rec["tokens"] == min(lengths[index], 90)
 

@@ -1,0 +1,100 @@
+"""finetune/analyst.py: the page's previews computed in a process of their own, so the dashboard's process
+never holds torch, transformers or TRL.
+
+    .venv/bin/pytest tests/test_analyst.py -q
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+
+from finetune import analyst
+from finetune import config as cfg
+from finetune.errors import JobError, TemplateError
+
+DEMO = ROOT / "presets" / "demo.yaml"
+HEAVY = ("torch", "transformers", "trl", "peft", "accelerate", "scipy", "sklearn")
+
+
+@pytest.fixture
+def handle():
+    found = analyst.Analyst()
+    yield found
+    found.close()
+
+
+def test_answers_and_errors_come_back_as_the_engine_gives_them(handle, tiny_llama: str) -> None:
+    demo = cfg.load(DEMO)
+    analysis = handle.call("analyze", demo)
+    assert analysis["records"] == 300 and analysis["template"] == "llama3.1"
+    split = handle.call("tokenize_compare", demo, "Hi <user_name>")
+    assert [p["text"] for p in split["after"]][-1] == "<user_name>"
+    broken = cfg.load(DEMO, {"template.name": "custom", "template.custom": "{% for m in messages %}"})
+    with pytest.raises(TemplateError) as raised:  # its own class, field and message, not a traceback
+        handle.call("analyze", broken)
+    assert raised.value.field == "template.name" and "syntax error" in raised.value.message
+    with pytest.raises(JobError, match="no such analysis: 'checked'"):  # only the page's calls
+        handle.call("checked", demo)
+
+
+def test_an_idle_process_exits_and_the_next_request_starts_another(
+    tiny_llama: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TUNEBOARD_ANALYST_IDLE", "1")
+    handle = analyst.Analyst()
+    try:
+        assert handle.call("family_of", cfg.load(DEMO).model)["id"] == "llama3.1"
+        first = handle.channel.proc
+        deadline = time.monotonic() + 60
+        while first.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert first.returncode == 0  # it left on its own, its memory with it
+        assert handle.call("family_of", cfg.load(DEMO).model)["id"] == "llama3.1"
+        assert handle.channel.proc is not first
+    finally:
+        handle.close()
+
+
+def test_a_request_the_process_died_on_is_sent_to_a_new_one_once(handle, tiny_llama: str) -> None:
+    demo = cfg.load(DEMO)
+    handle.call("family_of", demo.model)
+    handle.channel.proc.kill()  # as the kernel's OOM killer would
+    assert handle.call("family_of", demo.model)["id"] == "llama3.1"
+
+
+def test_the_dashboards_process_never_imports_the_training_libraries(tmp_path: Path, tiny_llama: str) -> None:
+    """The page built and its first analysis run (as a page load does), in a fresh process: the libraries
+    are in the analysis process, not in it."""
+    code = f"""
+import json, sys
+from pathlib import Path
+from finetune import ui
+def main():
+    home = Path(sys.argv[1])
+    import os; os.environ.update(ui.gradio_env(home))
+    from finetune.ui import page
+    _, ctx = page.build_with_ctx(home)
+    form = {{f.component: f.component.value for f in ctx.binder.fields.values()}}
+    form[ctx.lang], form[ctx.shown] = "en", []
+    result = ctx.run_analysis(form)[ctx.analysis]
+    print(json.dumps({{"ok": result["ok"], "records": result.get("records"),
+                      "loaded": [m for m in {HEAVY!r} if m in sys.modules]}}))
+if __name__ == "__main__":
+    main()
+"""
+    env = os.environ | {"TUNEBOARD_HOME": str(tmp_path / "home"), "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "home")],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    shown = json.loads(done.stdout.strip().splitlines()[-1])
+    assert shown == {"ok": True, "records": 300, "loaded": []}
