@@ -68,8 +68,10 @@ def check(
     *,
     seconds: float,
     should_stop: Callable[[], bool] = lambda: False,
+    answered: Callable[[int], None] = lambda n: None,
 ) -> dict[str, Any]:
-    """Answer ``asked`` greedily until done or out of time; the figures and the answers."""
+    """Answer ``asked`` greedily until done or out of time; the figures and the answers. ``answered`` hears
+    the count after each batch (the page shows it while the run's process checks)."""
     settings = inference.greedy(loaded.config.generation)
     started, answers = time.monotonic(), []
     for start in range(0, len(asked), BATCH):  # the time limit and a Stop are checked between batches
@@ -81,6 +83,7 @@ def check(
         ):
             answers.append({"prompt": shown(prompt.ask), "answer": reply.text, "stopped": reply.stopped,
                             "tokens": reply.tokens, "reference": prompt.reference})  # fmt: skip
+        answered(len(answers))
     tok = loaded.tokenizer
     stopped = sum(a["stopped"] for a in answers)
     result = {

@@ -93,7 +93,9 @@ def train(config: Config, run_dir: Path, *, resume: bool = False) -> int:
     previous = st.read(run_dir)
     attempt = resume_mod.attempt_fields(previous, resume_mod.checkpoint_step(checkpoint))
     rundir.record_attempt(run_dir, attempt=attempt["attempt"], resume=resume, checkpoint=_name(checkpoint))
-    st.update(run_dir, run_id=run_dir.name, **procs.identity(os.getpid()), **attempt, **_launcher())
+    st.update(
+        run_dir, run_id=run_dir.name, **procs.identity(os.getpid()), **attempt, **_launcher(), checking=None
+    )
     st.update_if(run_dir, RUNNABLE, state=st.RUNNING)  # a stop asked meanwhile stays "stopping"
     try:
         trainer, stopper, recorder = build_trainer(config, checked, device, run_dir, attempt["prior_seconds"])
@@ -360,12 +362,21 @@ def stop_check(config: Config, checked: preflight.Checked, net: Any, run_dir: Pa
         asked, source = stops.prompts(checked, config.after.stop_check_prompts)
         print(f"stop check: answering {len(asked)} {source} prompts greedily", flush=True)
         seconds = config.after.stop_check_seconds
-        result = stops.check(loaded, asked, source, seconds=seconds, should_stop=should_stop)
+
+        def answered(n: int) -> None:  # the page says what the process does after the last step
+            st.update(run_dir, checking={"answered": n, "asked": len(asked), "limit_s": seconds})
+
+        answered(0)
+        result = stops.check(
+            loaded, asked, source, seconds=seconds, should_stop=should_stop, answered=answered
+        )
         stops.write(run_dir, result)
         print(stops.summary(result), flush=True)
     except Exception as exc:  # noqa: BLE001 - the run has finished; the check is extra
         traceback.print_exc()
         print(f"warning: the stop check failed ({failures.reason_of(exc)}); final/ is saved", flush=True)
+    finally:
+        st.update(run_dir, checking=None)
 
 
 def record_speed(

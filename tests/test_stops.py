@@ -10,6 +10,9 @@ The broken run trains the demo with a custom template whose end-of-turn token si
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -28,6 +31,34 @@ BROKEN = LLAMA.replace(
         {%- endgeneration %}
         {{- "<|eot_id|>" }}""",
 )
+
+
+@contextmanager
+def watching(path: Path, seen: Callable[[dict], None]) -> Iterator[None]:
+    """Read the JSON at ``path`` every 20 ms while the block runs (and once after), passing each change."""
+    done, last = threading.Event(), [None]
+
+    def look() -> None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError:
+            return
+        if text != last[0]:
+            last[0] = text
+            seen(json.loads(text))  # status.json is replaced atomically: never half-written
+
+    def loop() -> None:
+        while not done.wait(0.02):
+            look()
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+        look()
 
 
 @pytest.mark.parametrize("name", presets.names("templates"))
@@ -60,8 +91,11 @@ def test_a_run_whose_end_of_turn_carried_no_loss_is_warned_about(tmp_path: Path,
     run_dir = tmp_path / "broken"
     args = ["--template.name", "custom", "--template.custom", BROKEN, "--after.stop_check_prompts", "8",
             "--generation.max_new_tokens", "48", "--run-dir", str(run_dir)]  # fmt: skip
-    result = run_cli("train", "presets/demo.yaml", *args)
+    seen = []  # what status.json says while the process checks: the page's progress line reads it
+    with watching(run_dir / "status.json", lambda s: seen.append(s.get("checking"))):
+        result = run_cli("train", "presets/demo.yaml", *args)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert {"answered": 0, "asked": 8, "limit_s": 300.0} in seen and seen[-1] is None
     checked = stops.read(run_dir)
     assert checked["answered"] == 8 and checked["share"] < stops.WARN_BELOW, stops.summary(checked)
     assert any("outside {% generation %}" in cause for cause in checked["causes"])

@@ -184,7 +184,13 @@ def progress_bar(status: dict[str, Any], prog: dict[str, Any], lang: str) -> str
         pct=f"{pct:.0f}",
         elapsed=runs.clock(prog["elapsed"]),
     )
-    if prog.get("eta") is not None:  # an estimate from the recent pace (runs.progress), so said as one
+    checking = status.get("checking") if st.is_live(status) else None
+    if checking:  # training is over; the stop check (train.stop_check) answers prompts before the end
+        limit = runs.clock(checking["limit_s"])
+        text += " · " + t(
+            lang, "run.checking", answered=checking["answered"], asked=checking["asked"], limit=limit
+        )
+    elif prog.get("eta") is not None:  # an estimate from the recent pace (runs.progress), so said as one
         text += " · " + t(lang, "run.eta", eta=runs.clock(prog["eta"]))
     reason = status.get("reason")
     extra = f"<div class='tb-reason'>{esc(reason)}</div>" if reason else ""

@@ -81,6 +81,17 @@ def test_the_progress_line_says_the_eta_is_an_estimate(ctx) -> None:
     assert "step 4/10" in html and "left (at the recent pace)" in html and "ETA" not in html
 
 
+def test_after_its_last_step_the_progress_line_says_the_stop_check_is_answering(ctx) -> None:
+    me = {"pid": os.getpid(), "pid_start_time": procs.start_time(os.getpid())}
+    checking = {"answered": 8, "asked": 32, "limit_s": 300.0}
+    make_run(ctx.runs_root, "i12-check", "running", "2025-02-01T00:00:00+00:00", step=6, max_steps=6,
+             checking=checking, **me)  # fmt: skip
+    html = run_tab.view(ctx, run_tab.follow_run(ctx, "i12-check"), "en")[ctx.run.progress]
+    assert "checking that it stops: 8/32 prompts answered (at most 5:00)" in html and "left" not in html
+    ja = run_tab.view(ctx, run_tab.follow_run(ctx, "i12-check"), "ja")[ctx.run.progress]
+    assert "停止チェック中: 32 件中 8 件に回答済み(最長 5:00)" in ja
+
+
 def test_compared_runs_each_get_a_colour_and_a_full_name(page_ctx) -> None:
     blocks, ctx = page_ctx
     for name, lr in (
