@@ -146,7 +146,8 @@ def test_loops_are_killed_at_the_deadline_and_this_process_stays_free(monkeypatc
         stop.set()
         counter.join()
     assert time.monotonic() - started < 2.0
-    assert len(ticks) > 50 and max(b - a for a, b in zip(ticks, ticks[1:], strict=False)) < 0.2
+    # A render in this process would stop the ticks for the whole second; a busy CPU delays a tick by less.
+    assert len(ticks) > 50 and max(b - a for a, b in zip(ticks, ticks[1:], strict=False)) < 0.5
     assert not [p for p in multiprocessing.active_children() if p.name == "tuneboard-render"]
 
 

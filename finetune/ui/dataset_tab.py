@@ -229,6 +229,7 @@ def _wire_loading(ctx: Ctx) -> None:
         (p.hub_id.submit, from_hub),
         (path.submit, load),
         (path.blur, load),
+        (ctx.binder.component("dataset.format").input, load),  # read the same path the way picked
     ]
     for trigger, fn in chains:
         trigger(fn, form, load_outputs, show_progress="minimal").then(
@@ -306,8 +307,11 @@ def load_preview(ctx: Ctx, d: dict, new_path: str | None, fmt: str | None) -> di
     """Read the first rows of the data, detect layout and columns, and pre-fill the mapping."""
     b = ctx.binder
     path_value = new_path if new_path is not None else (d[b.component("dataset.path")] or "")
+    # A typed path or a picked format is the person's own: echoing it back would undo what they did since
+    # (a slow answer to the path's blur reset the format picked after it). A pick or an upload sets both.
+    out: dict[Any, Any] = {b.component("dataset.path"): path_value if new_path is not None else gr.skip()}
+    out[b.component("dataset.format")] = fmt or gr.skip()
     fmt = fmt or d[b.component("dataset.format")] or "auto"
-    out: dict[Any, Any] = {b.component("dataset.path"): path_value, b.component("dataset.format"): fmt}
     try:
         source = cfg.DatasetConfig(
             path=path_value,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import gradio as gr
 import pandas as pd
 
 from finetune import config as cfg
@@ -62,3 +63,18 @@ def test_own_data_takes_the_demo_token_away_unless_it_uses_it(ctx, form: dict, t
     out = dataset_tab.load_preview(ctx, form, "builtin:sample-sentiment", "auto")
     assert b.component("tokens.add") not in out and out[p.source] == "builtin"  # a bundled sample
     assert cfg.DatasetConfig().path == "builtin:sample-chat"
+
+
+def test_a_typed_path_or_a_picked_format_is_never_echoed_back(ctx, form: dict, tmp_path: Path) -> None:
+    # The answer to the path's blur can arrive after the person has picked a format: it must not undo it.
+    b, p = ctx.binder, ctx.dataset
+    notes = tmp_path / "notes.txt"
+    notes.write_text("one line of text\nanother line\n", encoding="utf-8")
+    typed = {**form, b.component("task"): "text", b.component("dataset.path"): str(notes),
+             b.component("dataset.format"): "txt"}  # fmt: skip
+    out = dataset_tab.load_preview(ctx, typed, None, None)  # Enter or leaving the box
+    for field in ("dataset.path", "dataset.format"):
+        assert out[b.component(field)] == gr.skip(), field
+    assert "another line" in out[p.preview]["value"].to_string()
+    out = dataset_tab.load_preview(ctx, form, str(notes), "auto")  # a pick or an upload sets both
+    assert out[b.component("dataset.path")] == str(notes) and out[b.component("dataset.format")] == "auto"
