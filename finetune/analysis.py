@@ -17,10 +17,11 @@ import re
 import threading
 from array import array
 from collections import Counter, OrderedDict
+from pathlib import Path
 from typing import Any
 
 from finetune import config as cfg
-from finetune import data, duration, effective, memory, model, plan, preflight, templates, tokens
+from finetune import data, duration, effective, jobs, memory, model, plan, preflight, templates, tokens
 from finetune.errors import TuneboardError
 
 _LOCK = threading.Lock()  # guards _CACHE and _BUILDING; never held while something is built
@@ -356,6 +357,16 @@ def scan_token_like(config: cfg.Config, limit: int = 5000) -> list[dict[str, Any
 def unused_tokens(config: cfg.Config) -> list[str]:
     """The tokens the config adds that the data never contains (preflight.unused_tokens)."""
     return preflight.unused_tokens(checked(config))
+
+
+def run_files(config: cfg.Config) -> dict[str, str]:
+    """Start's check, before the page creates the run directory: jobs.checked_files."""
+    return jobs.checked_files(config)
+
+
+def check_again(run_dir: str) -> None:
+    """Resume's check of a run directory: jobs.check_again."""
+    jobs.check_again(Path(run_dir))
 
 
 def effective_config(config: cfg.Config) -> dict[str, Any]:

@@ -39,6 +39,7 @@ CALLS = frozenset(
     {
         "analyze", "summary", "render_record", "tokenize_compare", "scan_token_like", "dataset_preview",
         "family_of", "count_every_record", "every_record_state", "unused_tokens", "effective_config",
+        "run_files", "check_again",
     }
 )  # fmt: skip
 

@@ -34,7 +34,7 @@ import yaml
 
 from finetune import failures, notify, plan, preflight, procs, rundir, runs
 from finetune import status as st
-from finetune.config import Config, LaunchConfig, load_yaml
+from finetune.config import Config, LaunchConfig, load, load_yaml
 from finetune.errors import JobError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,23 +45,35 @@ SPAWN_GRACE_SECONDS = 30.0  # a run marked "starting" but with no pid yet is lef
 # ---------------------------------------------------------------- creating and launching
 
 
-def create(config: Config, root: str | Path, *, check: bool = True) -> Path:
+def create(
+    config: Config, root: str | Path, *, check: bool = True, files: dict[str, str] | None = None
+) -> Path:
     """Validate ``config`` and create its run directory under ``root`` in state ``queued``.
 
-    Validation is ``plan.report`` (preflight + trainer arguments); its errors (TuneboardError) propagate
-    before anything is written. The directory gets the files that define the run (finetune/rundir.py) as
-    they resolve now: a preset or template edited while the run waits changes nothing. An unwritable or
-    full data directory is a JobError.
+    Validation is :func:`checked_files`; its errors (TuneboardError) propagate before anything is written.
+    ``files``: its answer, where the caller had it computed elsewhere (the page, in its analysis process).
+    An unwritable or full data directory is a JobError.
     """
-    files = {rundir.CONFIG: rundir.config_text(config)}
-    if check:
-        checked = preflight.run(config, sample=plan.SAMPLE)
-        plan.report(config, checked)
-        files = rundir.definition_files(config, checked.template, checked.family)
+    if files is None:
+        files = checked_files(config) if check else {rundir.CONFIG: rundir.config_text(config)}
     try:
         return _create_run_dir(Path(root), config, files)
     except OSError as exc:
         raise JobError(f"cannot create a run directory in {root}: {os_reason(exc)}") from None
+
+
+def checked_files(config: Config, pinned: rundir.Pinned | None = None) -> dict[str, str]:
+    """``plan.report``'s checks (preflight + trainer arguments), then the files that define the run
+    (finetune/rundir.py) as they resolve now: a preset or template edited while the run waits changes
+    nothing. ``pinned``: what a run that started before resolved (a resume)."""
+    checked = preflight.run(config, sample=plan.SAMPLE, pinned=pinned)
+    plan.report(config, checked)
+    return rundir.definition_files(config, checked.template, checked.family)
+
+
+def check_again(run_dir: Path) -> None:
+    """A resume's check: the run's own config against the data as it is now, with what it resolved then."""
+    checked_files(load(run_dir / rundir.CONFIG), rundir.pinned(run_dir))
 
 
 def launch(run_dir: Path, slot: str = "cpu") -> dict[str, Any]:

@@ -21,12 +21,12 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-from finetune import config as cfg
-from finetune import hosting, jobs, plan, preflight, rundir
+from finetune import hosting, jobs
 from finetune import status as st
 from finetune.config import Config
 from finetune.errors import TuneboardError
@@ -122,22 +122,25 @@ def queue(root: str | Path) -> list[str]:
 # ---------------------------------------------------------------- what the page and the CLI call
 
 
-def submit(config: Config, root: str | Path, *, check: bool = True) -> Path:
-    """Validate ``config``, create its run directory, queue it and start it if a slot is free."""
+def submit(
+    config: Config, root: str | Path, *, check: bool = True, files: dict[str, str] | None = None
+) -> Path:
+    """Validate ``config``, create its run directory, queue it and start it if a slot is free. ``files``:
+    jobs.checked_files' answer where the caller has it (the page asks its analysis process)."""
     root = Path(root)
     hosting.check_can_train()
-    run_dir = jobs.create(config, root, check=check)
+    run_dir = jobs.create(config, root, check=check, files=files)
     with _locked(root):
         _write_order(root, _read_order(root))  # the new run joins at the end
         _dispatch_locked(root)
     return run_dir
 
 
-def resume(run_dir: str | Path) -> dict[str, Any]:
+def resume(run_dir: str | Path, *, check: Callable[[Path], Any] = jobs.check_again) -> dict[str, Any]:
     """Queue a stopped, failed or cancelled run again; it continues from its last complete checkpoint.
 
-    The config is checked again first (the dataset may have moved since): its errors propagate and the
-    run is left as it was.
+    The config is checked again first (the dataset may have moved since; ``check``: where, the page asks
+    its analysis process): its errors propagate and the run is left as it was.
     """
     run_dir = Path(run_dir)
     if not (run_dir / "status.json").is_file():
@@ -149,8 +152,7 @@ def resume(run_dir: str | Path) -> dict[str, Any]:
         raise jobs.JobError(
             f"run {run_dir.name} is {state or 'unknown'}: only a stopped, failed or cancelled run can resume"
         )
-    config = cfg.load(run_dir / rundir.CONFIG)
-    plan.report(config, preflight.run(config, sample=plan.SAMPLE, pinned=rundir.pinned(run_dir)))
+    check(run_dir)
     fields = {"state": st.QUEUED, "queued_at": st.now_iso(), "resume": True, "reason": None}
     fields |= {"stop_requested_at": None, "log_tail": None}
     with _locked(run_dir.parent):
@@ -278,14 +280,15 @@ def stop_for_shutdown(root: str | Path, wait: float) -> list[str]:
     return [p.name for p in live]
 
 
-def resume_interrupted(root: str | Path) -> list[str]:
-    """Queue again the runs a shutdown stopped (:func:`stop_for_shutdown`), from their last checkpoint."""
+def resume_interrupted(root: str | Path, check: Callable[[Path], Any] = jobs.check_again) -> list[str]:
+    """Queue again the runs a shutdown stopped (:func:`stop_for_shutdown`), from their last checkpoint
+    (``check``: as :func:`resume`'s)."""
     resumed = []
     for run_dir in _run_dirs(Path(root)):
         status = jobs.reconcile(run_dir)
         if status.get("resume_on_start") and status.get("state") in st.RESUMABLE_STATES:
             try:
-                resume(run_dir)
+                resume(run_dir, check=check)
                 resumed.append(run_dir.name)
             except TuneboardError as exc:  # the data moved meanwhile: it stays stopped, with Resume and why
                 reason = f"not resumed after the restart: {exc}"
@@ -295,9 +298,9 @@ def resume_interrupted(root: str | Path) -> list[str]:
     return resumed
 
 
-def _resume_after_restart(root: Path) -> None:
+def _resume_after_restart(root: Path, check: Callable[[Path], Any]) -> None:
     try:
-        resume_interrupted(root)
+        resume_interrupted(root, check)
     except Exception:  # noqa: BLE001 - supervising must start whatever happened to the old runs
         log.exception("resuming the runs a shutdown stopped failed")
 
@@ -314,14 +317,15 @@ class Supervisor(threading.Thread):
         self.halt = threading.Event()
 
     @classmethod
-    def ensure(cls, root: str | Path) -> Supervisor:
-        """Start the supervisor of ``root`` unless this process already runs one."""
+    def ensure(cls, root: str | Path, check: Callable[[Path], Any] = jobs.check_again) -> Supervisor:
+        """Start the supervisor of ``root`` unless this process already runs one; first queue again the runs
+        a shutdown stopped (``check``: as :func:`resume`'s; the page asks its analysis process)."""
         key = Path(root).resolve()
         with cls._guard:
             if key not in cls._started or not cls._started[key].is_alive():
                 # In this thread, before the supervisor's: resuming checks the config, which imports trl, and
                 # two threads importing trl's lazy modules at once can see a half-made one (ImportError).
-                _resume_after_restart(key)
+                _resume_after_restart(key, check)
                 cls._started[key] = cls(key)
                 cls._started[key].start()
             return cls._started[key]

@@ -71,8 +71,8 @@ def test_a_request_the_process_died_on_is_sent_to_a_new_one_once(handle, tiny_ll
 
 
 def test_the_dashboards_process_never_imports_the_training_libraries(tmp_path: Path, tiny_llama: str) -> None:
-    """The page built and its first analysis run (as a page load does), in a fresh process: the libraries
-    are in the analysis process, not in it."""
+    """The page built, its first analysis run (as a page load does) and Start pressed, in a fresh process:
+    the libraries are in the analysis process and the run's, not in it."""
     code = f"""
 import json, sys
 from pathlib import Path
@@ -81,12 +81,18 @@ def main():
     home = Path(sys.argv[1])
     import os; os.environ.update(ui.gradio_env(home))
     from finetune.ui import page
-    _, ctx = page.build_with_ctx(home)
+    from finetune import runs, scheduler
+    blocks, ctx = page.build_with_ctx(home)
     form = {{f.component: f.component.value for f in ctx.binder.fields.values()}}
     form[ctx.lang], form[ctx.shown] = "en", []
     result = ctx.run_analysis(form)[ctx.analysis]
-    print(json.dumps({{"ok": result["ok"], "records": result.get("records"),
+    fns = [f.fn for f in blocks.fns.values()]
+    start = next(f for f in fns if f.__name__ == "start" and f.__module__.endswith("run_tab"))
+    start(form)  # Start: checked, its run directory made and its process launched
+    (run,) = runs.list_runs(ctx.runs_root)
+    print(json.dumps({{"ok": result["ok"], "records": result.get("records"), "run": run.state,
                       "loaded": [m for m in {HEAVY!r} if m in sys.modules]}}))
+    scheduler.stop(ctx.runs_root / run.id, wait=60)
 if __name__ == "__main__":
     main()
 """
@@ -97,4 +103,5 @@ if __name__ == "__main__":
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     shown = json.loads(done.stdout.strip().splitlines()[-1])
-    assert shown == {"ok": True, "records": 300, "loaded": []}
+    assert shown["run"] in ("queued", "starting", "running") and shown["loaded"] == []
+    assert (shown["ok"], shown["records"]) == (True, 300)

@@ -132,7 +132,8 @@ def build(home: Path, *, shared: bool = False) -> Any:
     limited to the allowed folders (finetune/paths.py).
     """
     from finetune import paths, runs, scheduler
+    from finetune.ui import previews
     from finetune.ui.page import build as build_page
 
-    scheduler.Supervisor.ensure(runs.runs_root(home))
+    scheduler.Supervisor.ensure(runs.runs_root(home), check=previews.check_again)
     return build_page(home, paths.Access.from_env(home, shared=shared))

@@ -9,6 +9,7 @@ the same TuneboardError, which the page shows next to its field.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from finetune import analyst
@@ -64,3 +65,11 @@ def family_of(model: cfg.ModelConfig) -> dict[str, Any] | None:
 
 def effective_config(config: cfg.Config) -> dict[str, Any]:
     return _ANALYST.call("effective_config", config)
+
+
+def run_files(config: cfg.Config) -> dict[str, str]:
+    return _ANALYST.call("run_files", config)
+
+
+def check_again(run_dir: Path) -> None:
+    _ANALYST.call("check_again", str(run_dir))

@@ -409,7 +409,8 @@ def _wire_start_stop_resume(ctx: Ctx, outs: list[Any]) -> None:
         config, problems = ctx.config_or_problems(d)
         if config is not None:
             try:
-                run_dir = scheduler.submit(config, ctx.runs_root)
+                files = previews.run_files(config)  # checked where torch lives, not in this process
+                run_dir = scheduler.submit(config, ctx.runs_root, files=files)
             except Exception as exc:  # noqa: BLE001 - TuneboardError, OS errors: shown, not raised
                 problems = engine_problems(exc)
         if problems:
@@ -432,7 +433,7 @@ def _wire_start_stop_resume(ctx: Ctx, outs: list[Any]) -> None:
     def resume(d: dict) -> dict:
         watched, lang = d[p.watch], d[ctx.lang]
         try:
-            scheduler.resume(ctx.runs_root / watched)
+            scheduler.resume(ctx.runs_root / watched, check=previews.check_again)
         except Exception as exc:  # noqa: BLE001 - e.g. the dataset is gone: say so next to its field
             gr.Warning(i18n.t(lang, "run.not_resumed"))
             return ctx.show_problems(d, engine_problems(exc))
