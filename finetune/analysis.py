@@ -41,6 +41,23 @@ def key_of(config: cfg.Config) -> str:
     return json.dumps(parts, sort_keys=True, ensure_ascii=False)
 
 
+def import_libraries() -> None:
+    """Import the names of transformers, TRL and peft the analysis uses (finetune/analyst.py says why)."""
+    import peft
+    import transformers
+    import trl
+
+    names = {
+        transformers: ("AutoConfig", "AutoTokenizer", "PreTrainedTokenizerFast", "TrainingArguments",
+                       "get_scheduler", "GenerationConfig", "BitsAndBytesConfig"),
+        trl: ("SFTConfig",),
+        peft: ("LoraConfig",),
+    }  # fmt: skip
+    for module, names_in in names.items():
+        for name in names_in:
+            getattr(module, name)
+
+
 def _cached(key: str, build: Any) -> Any:
     """``build()``'s value for ``key``, built once: a slow build (a big file) never holds up other keys."""
     with _LOCK:

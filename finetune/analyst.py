@@ -13,7 +13,9 @@ again (a few seconds: its imports).
 
 A request is ``(id, name, args, kwargs)``, ``name`` one of :data:`CALLS`; each runs in a thread of its own,
 so a slow one never holds up the others, and its answer ``(id, "ok", value)``, ``(id, "error",
-TuneboardError)`` or ``(id, "failed", text)`` comes back when it is done.
+TuneboardError)`` or ``(id, "failed", text)`` comes back when it is done. The libraries are imported once,
+in one thread, before the requests that need them run: transformers' lazy modules imported from two threads
+at once can hand one of them a half-made module ("cannot import name 'AutoConfig'").
 """
 
 from __future__ import annotations
@@ -52,9 +54,10 @@ def serve(idle: float = IDLE_SECONDS) -> None:
     requests, answers = Connection(os.dup(0), writable=False), Connection(os.dup(1), readable=False)
     os.dup2(2, 1)  # whatever a library prints goes to the log, never into the answers
     sys.stdout = sys.stderr
-    sending, running = threading.Lock(), Running()
+    sending, running, imported = threading.Lock(), Running(), Imported()
 
     def answer(request_id: int, name: str, args: tuple, kwargs: dict) -> None:
+        imported.wait()
         reply = _call(name, args, kwargs)
         with sending:
             answers.send((request_id, *reply))
@@ -70,6 +73,28 @@ def serve(idle: float = IDLE_SECONDS) -> None:
                 return
             running.start()
             pool.submit(answer, request_id, name, args, kwargs)
+
+
+class Imported(threading.Thread):
+    """Imports the libraries in a thread of its own while the first request is read. Every request waits for
+    all of them, the data preview too: `datasets` reads transformers' attributes once transformers is in
+    sys.modules, half-made or not."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True, name="tuneboard-imports")
+        self.done = threading.Event()
+        self.start()
+
+    def run(self) -> None:
+        try:
+            from finetune import analysis
+
+            analysis.import_libraries()
+        finally:  # a failed import: each request then fails with its own ImportError, as before
+            self.done.set()
+
+    def wait(self) -> None:
+        self.done.wait()
 
 
 class Running:

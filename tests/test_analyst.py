@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,24 @@ def test_answers_and_errors_come_back_as_the_engine_gives_them(handle, tiny_llam
     assert raised.value.field == "template.name" and "syntax error" in raised.value.message
     with pytest.raises(JobError, match="no such analysis: 'checked'"):  # only the page's calls
         handle.call("checked", demo)
+
+
+def test_a_fresh_process_answers_requests_that_arrive_together(tiny_llama: str) -> None:
+    """A page load asks for several analyses at once of a process that has just started: each is answered,
+    none with the ImportError of two threads importing transformers' lazy modules together (3 of 4 fresh
+    processes failed one request before the imports were made in one thread)."""
+    demo = cfg.load(DEMO)
+    for _ in range(2):
+        handle = analyst.Analyst()
+        try:
+            names = ("run_files", "analyze", "effective_config", "unused_tokens", "dataset_preview")
+            with ThreadPoolExecutor(len(names)) as pool:
+                asked = [pool.submit(handle.call, name, demo.dataset if name == "dataset_preview" else demo)
+                         for name in names]  # fmt: skip
+                answers = [future.result() for future in asked]
+        finally:
+            handle.close()
+        assert answers[1]["records"] == 300 and answers[4]["columns"]
 
 
 def test_an_idle_process_exits_and_the_next_request_starts_another(
