@@ -194,8 +194,9 @@ def new_run(runs_root: Path, timeout: float) -> Path:
 def watch_training(app_pid: int, run_dir: Path, timeout: float) -> dict[str, Any]:
     """The app's VmRSS until the trainer's hook says training ended; the app's and the browser's CPU."""
     rss: list[int] = []
-    browser = browser_pids(app_pid)
+    browser, helpers = browser_pids(app_pid), helper_pids(app_pid, run_dir, timeout)
     cpu0, browser0, t0 = cpu_seconds(app_pid), sum(map(cpu_seconds, browser)), time.monotonic()
+    helpers0 = sum(map(cpu_seconds, helpers))
     deadline = t0 + timeout
     while "train_end_at" not in read_json(run_dir / COUNTS_FILE):
         status = read_json(run_dir / "status.json")
@@ -212,7 +213,19 @@ def watch_training(app_pid: int, run_dir: Path, timeout: float) -> dict[str, Any
         **memory_kinds(app_pid),
         "app_cpu_share": (cpu_seconds(app_pid) - cpu0) / wall,  # of one core
         "browser_cpu_share": (sum(map(cpu_seconds, browser)) - browser0) / wall,
+        "helpers_cpu_share": (sum(map(cpu_seconds, helpers)) - helpers0) / wall,  # the analysis process
     }
+
+
+def helper_pids(app_pid: int, run_dir: Path, timeout: float) -> set[int]:
+    """The app's other children, its run's process tree aside (the analysis process, finetune/analyst.py),
+    once the run has its process."""
+    deadline = time.monotonic() + timeout
+    while not (run_pid := int(read_json(run_dir / "status.json").get("pid") or 0)):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the dashboard's run had no process within {timeout:.0f} s")
+        time.sleep(0.1)
+    return descendants(app_pid) - {run_pid} - descendants(run_pid)
 
 
 def memory_kinds(pid: int) -> dict[str, float]:

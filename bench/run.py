@@ -286,7 +286,7 @@ def medians(results: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, flo
 
 def dashboard_figures(runs: list[dict[str, Any]]) -> dict[str, float | None]:
     keys = ("cold_start_s", "app_idle_rss_mb", "app_rss_max_mb", "app_rss_mean_mb", "app_cpu_share")
-    keys += ("browser_cpu_share", "app_anon_mb", "app_file_mb", "app_pss_mb")
+    keys += ("browser_cpu_share", "helpers_cpu_share", "app_anon_mb", "app_file_mb", "app_pss_mb")
     return {key: measure.median(runs, key) for key in keys}
 
 
@@ -395,7 +395,7 @@ def print_report(out: dict[str, Any], equal_tokens: float, skipped: str | None, 
         print(
             f"  app RSS {page['app_idle_rss_mb']:,.0f} MB idle, {page['app_rss_max_mb']:,.0f} MB max while "
             f"its run trains; CPU meanwhile: app {page['app_cpu_share']:.0%} of a core, the browser showing "
-            f"the page {page['browser_cpu_share']:.0%}"
+            f"the page {page['browser_cpu_share']:.0%}, the analysis process {page['helpers_cpu_share']:.0%}"
         )
         if page.get("app_pss_mb"):
             print(
