@@ -192,7 +192,8 @@ def new_run(runs_root: Path, timeout: float) -> Path:
 
 
 def watch_training(app_pid: int, run_dir: Path, timeout: float) -> dict[str, Any]:
-    """The app's VmRSS until the trainer's hook says training ended; the app's and the browser's CPU."""
+    """The app's VmRSS until the trainer's hook says training ended; the CPU of the app, of the browser and
+    of the app's other processes (helper_pids)."""
     rss: list[int] = []
     browser, helpers = browser_pids(app_pid), helper_pids(app_pid, run_dir, timeout)
     cpu0, browser0, t0 = cpu_seconds(app_pid), sum(map(cpu_seconds, browser)), time.monotonic()

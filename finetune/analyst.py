@@ -54,7 +54,7 @@ def serve(idle: float = IDLE_SECONDS) -> None:
     requests, answers = Connection(os.dup(0), writable=False), Connection(os.dup(1), readable=False)
     os.dup2(2, 1)  # whatever a library prints goes to the log, never into the answers
     sys.stdout = sys.stderr
-    sending, running, imported = threading.Lock(), Running(), Imported()
+    sending, running, imported = threading.Lock(), Running(), _import_libraries()
 
     def answer(request_id: int, name: str, args: tuple, kwargs: dict) -> None:
         imported.wait()
@@ -75,26 +75,22 @@ def serve(idle: float = IDLE_SECONDS) -> None:
             pool.submit(answer, request_id, name, args, kwargs)
 
 
-class Imported(threading.Thread):
-    """Imports the libraries in a thread of its own while the first request is read. Every request waits for
-    all of them, the data preview too: `datasets` reads transformers' attributes once transformers is in
-    sys.modules, half-made or not."""
+def _import_libraries() -> threading.Event:
+    """Import the libraries in a thread of its own while the first request is read; the event is set once
+    they are in. Every request waits for it, the data preview too: `datasets` reads transformers' attributes
+    once transformers is in sys.modules, half-made or not."""
+    done = threading.Event()
 
-    def __init__(self) -> None:
-        super().__init__(daemon=True, name="tuneboard-imports")
-        self.done = threading.Event()
-        self.start()
-
-    def run(self) -> None:
+    def run() -> None:
         try:
             from finetune import analysis
 
             analysis.import_libraries()
         finally:  # a failed import: each request then fails with its own ImportError, as before
-            self.done.set()
+            done.set()
 
-    def wait(self) -> None:
-        self.done.wait()
+    threading.Thread(target=run, daemon=True, name="tuneboard-imports").start()
+    return done
 
 
 class Running:

@@ -323,8 +323,9 @@ class Supervisor(threading.Thread):
         key = Path(root).resolve()
         with cls._guard:
             if key not in cls._started or not cls._started[key].is_alive():
-                # In this thread, before the supervisor's: resuming checks the config, which imports trl, and
-                # two threads importing trl's lazy modules at once can see a half-made one (ImportError).
+                # In this thread, before the supervisor's: resuming checks the config, which (with the default
+                # ``check``, in this process) imports trl, and two threads importing trl's lazy modules at
+                # once can see a half-made one (ImportError; the page's analysis process guards itself so).
                 _resume_after_restart(key, check)
                 cls._started[key] = cls(key)
                 cls._started[key].start()
