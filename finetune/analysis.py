@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from finetune import config as cfg
-from finetune import data, duration, effective, jobs, memory, model, plan, preflight, templates, tokens
+from finetune import data, duration, effective, jobs, model, plan, preflight, templates, tokens
 from finetune.errors import TuneboardError
 
 _LOCK = threading.Lock()  # guards _CACHE and _BUILDING; never held while something is built
@@ -414,14 +414,8 @@ def summary(
     )
     steps = plan.steps_from_args(records, args, config.launch.num_processes)
     memory_use = None
-    if device is not None:  # the model is counted once per model config (memory.estimate caches it)
-        memory_use = memory.estimate(
-            config,
-            device,
-            batch_size=args.per_device_train_batch_size,
-            checkpointing=bool(args.gradient_checkpointing),
-            longest=longest,
-        )
+    if device is not None:  # the model is counted once per model config (finetune/memory.py caches it)
+        memory_use = plan.memory_estimate(config, device, args, longest)
     return {
         "steps": steps.as_dict(),
         "schedule": lr_schedule(args, steps.optimizer_steps),

@@ -342,8 +342,14 @@ class AfterConfig(Section):
     )
 
 
+# The most tokens a forward/backward pass holds on a CPU where training.micro_batch_tokens is unset
+# (finetune/speed.py; measured in bench/RESULTS.md, 2026-12-08).
+MICRO_BATCH_TOKENS_CPU = 2048
+
+
 class TrainingConfig(BaseModel):
-    """`TrainingArguments` / `SFTConfig` names. Unset (None) = the library default, shown by `effective`."""
+    """`TrainingArguments` / `SFTConfig` names, and Tuneboard's own ``micro_batch_tokens``
+    (finetune/batching.py). Unset (None) = the library default, shown by `effective`."""
 
     model_config = ConfigDict(extra="allow", validate_assignment=True)
 
@@ -364,6 +370,14 @@ class TrainingConfig(BaseModel):
         title="Gradient accumulation",
         ge=1,
         description="Micro-batches summed before each optimizer update (bigger effective batch).",
+    )
+    micro_batch_tokens: int | None = Field(
+        None,
+        title="Tokens per pass",
+        ge=0,
+        description="A batch whose padded tokens exceed this goes through the model in smaller passes, their "
+        "gradients summed before the update: the same training, less memory. 0 = whole batches. Unset = "
+        f"{MICRO_BATCH_TOKENS_CPU} on a CPU (measured lighter and faster there), whole batches on a GPU.",
     )
     gradient_checkpointing: bool | None = Field(
         None,
@@ -523,7 +537,13 @@ FORBIDDEN_TRAINING = {
 UNUSED_BY_TASK: dict[str, tuple[str, ...]] = {
     "sft": (),
     "text": ("template",),
-    "classification": ("template", "tokens.add", "tokens.special", "tokens.init"),
+    "classification": (
+        "template",
+        "tokens.add",
+        "tokens.special",
+        "tokens.init",
+        "training.micro_batch_tokens",
+    ),
 }
 
 
@@ -567,8 +587,14 @@ class Config(Section):
         if self.task == "classification" and self.tokens.add:
             problem = "new tokens are for generative tasks (sft, text); remove them for classification"
             raise FieldProblem("tokens.add", problem)
+        if self.task == "classification" and self.training.micro_batch_tokens:
+            problem = "splits the batches of generative tasks (sft, text); set 0 or leave it unset"
+            raise FieldProblem("training.micro_batch_tokens", problem)
         if self.dataset.streaming:
             _check_streaming(self)
+        if self.training.micro_batch_tokens and self.launch.strategy.startswith("deepspeed"):
+            problem = "DeepSpeed steps the optimizer at every backward pass; set 0 or leave it unset"
+            raise FieldProblem("training.micro_batch_tokens", problem)
         return self
 
     def source(self, path: str) -> str:

@@ -22,6 +22,8 @@ from finetune.config import Config, ConfigError, flatten, set_path
 from finetune.model import Device
 
 RUN_DIR_PLACEHOLDER = "RUN_DIR"
+# training.* fields that are Tuneboard's own, not the trainer's arguments (finetune/batching.py reads it).
+OWN_TRAINING = {"micro_batch_tokens"}
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,7 @@ def training_kwargs(
     """The keyword arguments for the args class, each with its source. ``memory_gb``: the GPU's memory
     (the speed choices size activation checkpointing by it; the machine's RAM on a CPU)."""
     kw: dict[str, Value] = {}
-    given = config.training.model_dump(exclude_none=True)
+    given = config.training.model_dump(exclude_none=True, exclude=OWN_TRAINING)
     for name, value in given.items():
         kw[name] = Value(f"training.{name}", value, config.source(f"training.{name}"))
 
@@ -212,13 +214,16 @@ def effective(
 
 
 def _section_rows(config: Config, device: Device) -> list[Value]:
-    """The schema's own sections (model, dataset, ...), with the kernels finetune/speed.py picks."""
+    """The schema's own sections (model, dataset, ...) and its own training fields, with the choices
+    finetune/speed.py makes for them."""
     rows = []
     chosen = {
         "model.attn_implementation": speed.attention(config, device),
         "model.liger_kernel": speed.liger(config, device),
+        "training.micro_batch_tokens": speed.micro_batches(config, device),
     }
-    for path, value in flatten(config.model_dump(mode="json", exclude={"training"})).items():
+    own = {"training": {name: getattr(config.training, name) for name in OWN_TRAINING}}
+    for path, value in flatten(config.model_dump(mode="json", exclude={"training"}) | own).items():
         if choice := chosen.get(path):
             rows.append(Value(path, choice.value, f"tuneboard: {choice.why}"))
         else:

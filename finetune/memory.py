@@ -75,11 +75,18 @@ def memory_gb(
 
 
 def estimate(
-    config: Any, device: Any, *, batch_size: int, checkpointing: bool, longest: int | None = None
+    config: Any,
+    device: Any,
+    *,
+    batch_size: int,
+    checkpointing: bool,
+    longest: int | None = None,
+    micro_batch_tokens: int = 0,
 ) -> dict[str, float] | None:
     """:func:`memory_gb` for ``config`` on ``device``, with its parameter counts; None for a model whose
     config cannot be read (preflight says why). ``longest``: the longest record's tokens, where known (the
-    widest batch is padded to it, or to dataset.max_length)."""
+    widest batch is padded to it, or to dataset.max_length). ``micro_batch_tokens``: the most tokens one
+    pass holds (finetune/batching.py; 0 = the whole batch), so the widest pass has fewer records."""
     shape = _shape(
         json.dumps(config.model.model_dump(mode="json"), sort_keys=True),
         config.task,
@@ -89,6 +96,8 @@ def estimate(
     if shape is None:
         return None
     seq_len = min(config.dataset.max_length, longest or config.dataset.max_length)
+    if micro_batch_tokens:
+        batch_size = min(batch_size, max(1, micro_batch_tokens // max(seq_len, 1)))
     return memory_gb(
         shape,
         weight_dtype=weights_dtype(config, device),

@@ -17,7 +17,7 @@ import os
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from finetune import data, duration, effective, memory, model, preflight
+from finetune import data, duration, effective, memory, model, preflight, speed
 
 
 @dataclass(frozen=True)
@@ -205,15 +205,21 @@ def report(config: Any, checked: Any = None, lengths: list[int] | None = None) -
         "new_tokens": [checked.tokenizer.convert_ids_to_tokens(i) for i in checked.token_changes.new_ids],
         "steps": steps,
         "duration": duration.estimate(duration.key(config, args, device), steps, stats.get("mean_cut", 0)),
-        "memory": memory.estimate(
-            config,
-            device,
-            batch_size=args.per_device_train_batch_size,
-            checkpointing=bool(args.gradient_checkpointing),
-            longest=stats.get("max") or None,
-        ),
+        "memory": memory_estimate(config, device, args, stats.get("max") or None),
         "warnings": warnings,
     }
+
+
+def memory_estimate(config: Any, device: Any, args: Any, longest: int | None) -> dict[str, float] | None:
+    """finetune/memory.py's estimate for the run ``args`` describe (``longest``: its longest record)."""
+    return memory.estimate(
+        config,
+        device,
+        batch_size=args.per_device_train_batch_size,
+        checkpointing=bool(args.gradient_checkpointing),
+        longest=longest,
+        micro_batch_tokens=speed.micro_batch_tokens(config, device),
+    )
 
 
 def decimal(x: float) -> str:

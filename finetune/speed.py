@@ -4,10 +4,14 @@
 
 Each choice is safe where it is made and yields to the config: set the field to keep the library's way
 (``training.train_sampling_strategy: random``, ``training.gradient_checkpointing: true``,
-``training.padding_free: false``, ``model.attn_implementation: sdpa``, ``model.liger_kernel: false``).
+``training.micro_batch_tokens: 0``, ``training.padding_free: false``, ``model.attn_implementation: sdpa``,
+``model.liger_kernel: false``).
 
 - Records of similar length share a batch (transformers' ``group_by_length`` sampler): a batch is padded
   to its longest record, so mixing short and long records wastes most of the compute on padding.
+- On a CPU, a batch goes through the model in passes of at most 2,048 tokens, gradients summed: the same
+  update, holding one pass's activations instead of the batch's (measured no slower there; a GPU keeps
+  whole batches, which it computes best).
 - Activation checkpointing (TRL's SFTConfig turns it on by default, ~30% slower) only when the memory
   estimate without it would not fit the device (finetune/memory.py).
 - On a CUDA GPU with FlashAttention installed: its kernel, and padding-free batches (every record of a
@@ -27,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from finetune import memory
+from finetune.config import MICRO_BATCH_TOKENS_CPU
 from finetune.errors import ModelError
 
 FLASH = "flash_attention_2"
@@ -47,9 +52,37 @@ def sampling(config: Any, batch_size: int, padding_free: bool) -> Choice | None:
     return Choice("group_by_length", why)
 
 
+def micro_batches(config: Any, device: Any) -> Choice | None:
+    """Batches split into passes of at most MICRO_BATCH_TOKENS_CPU tokens on a CPU (finetune/batching.py)."""
+    if config.training.micro_batch_tokens is not None or config.task == "classification":
+        return None
+    if device.kind == "cuda":
+        return None  # a GPU is busiest with the whole batch in one pass; not measured otherwise
+    why = (
+        "a CPU trains as fast on passes of this many tokens and holds the activations of one pass only "
+        "(bench/RESULTS.md): the same update, less memory"
+    )
+    return Choice(MICRO_BATCH_TOKENS_CPU, why)
+
+
+def micro_batch_tokens(config: Any, device: Any) -> int:
+    """The most tokens one forward/backward pass holds: the config's word, else :func:`micro_batches`'s;
+    0 = the whole batch in one pass."""
+    if config.training.micro_batch_tokens is not None:
+        return config.training.micro_batch_tokens
+    chosen = micro_batches(config, device)
+    return chosen.value if chosen else 0
+
+
 def checkpointing(config: Any, device: Any, batch_size: int) -> Choice | None:
     """Activation checkpointing from the memory estimate: on only when the run would not fit without it."""
-    without = memory.estimate(config, device, batch_size=batch_size, checkpointing=False)
+    without = memory.estimate(
+        config,
+        device,
+        batch_size=batch_size,
+        checkpointing=False,
+        micro_batch_tokens=micro_batch_tokens(config, device),
+    )
     if without is None:
         return None
     room = memory.available_gb(device)

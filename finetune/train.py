@@ -261,7 +261,10 @@ def build_trainer(
     if config.task == "sft":
         train = encoding.tokenized(config, checked, train)
         evals = evals and encoding.tokenized(config, checked, evals)
-    trainer = batching.shuffled(SFTTrainer)(
+    trainer_class = batching.in_passes(
+        batching.shuffled(SFTTrainer), speed.micro_batch_tokens(config, device)
+    )
+    trainer = trainer_class(
         model=net,
         args=args,
         train_dataset=train,

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-from finetune import batching, config, effective, encoding, model, preflight, rundir, speed, train
+from finetune import batching, config, effective, encoding, memory, model, preflight, rundir, speed, train
 from finetune.config import dump_yaml
 
 DEMO = ROOT / "presets" / "demo.yaml"
@@ -205,3 +205,85 @@ def test_liger_where_it_cannot_run_is_refused_before_the_run(tiny_llama: str, tm
     assert result.returncode == 2, result.stderr[-2000:]
     assert "model.liger_kernel: true needs a CUDA GPU" in result.stderr
     assert not run_dir.exists()
+
+
+def test_a_cpu_trains_in_passes_of_a_token_budget(tiny_llama: str) -> None:
+    """Unset: passes of MICRO_BATCH_TOKENS_CPU tokens on a CPU with the reason, whole batches on a GPU;
+    the config's number (0 = whole) wins; the memory estimate counts one pass's records."""
+    got = rows()["training.micro_batch_tokens"]
+    assert got.value == config.MICRO_BATCH_TOKENS_CPU and got.source.startswith("tuneboard: a CPU")
+    gpu, cpu = effective.device_of(True, True, 80.0), effective.device_of(False, False, None)
+    assert speed.micro_batches(load(), gpu) is None and speed.micro_batch_tokens(load(), gpu) == 0
+    assert "micro_batch_tokens" not in on_gpu()  # Tuneboard's own: never given to SFTConfig
+    whole = rows({"training.micro_batch_tokens": 0})["training.micro_batch_tokens"]
+    assert (whole.value, whole.source) == (0, "user")
+    assert speed.micro_batch_tokens(load({"training.micro_batch_tokens": 0}), cpu) == 0
+    wide = load({"dataset.max_length": 512})
+    estimate = {
+        budget: memory.estimate(wide, cpu, batch_size=8, checkpointing=False, micro_batch_tokens=budget)[
+            "activations"
+        ]
+        for budget in (0, 2048, 100)
+    }
+    assert estimate[0] == pytest.approx(2 * estimate[2048]) == pytest.approx(8 * estimate[100])
+
+
+@pytest.mark.parametrize(
+    ("overrides", "problem"),
+    [
+        ({"launch.num_processes": 2, "launch.strategy": "deepspeed_zero2"}, "DeepSpeed steps the optimizer"),
+        ({"task": "classification", "tokens.add": []}, "splits the batches of generative tasks"),
+    ],
+)
+def test_a_token_budget_where_it_cannot_apply_is_refused(overrides: dict, problem: str) -> None:
+    with pytest.raises(config.ConfigError, match=problem) as caught:
+        config.load(DEMO, overrides | {"training.micro_batch_tokens": 1024})
+    assert caught.value.items[0].path == "training.micro_batch_tokens"
+
+
+def test_split_keeps_every_row_once_within_the_budget() -> None:
+    import torch
+
+    lengths = [300, 280, 250, 240, 200, 120, 90, 60]
+    mask = torch.tensor([[1] * n + [0] * (300 - n) for n in lengths])
+    batch = {"input_ids": mask * 7, "attention_mask": mask, "labels": mask * 7 - 100 * (1 - mask)}
+    parts = batching.split(batch, 700)
+    assert [p["input_ids"].shape for p in parts] == [(2, 300), (2, 250), (2, 200), (2, 90)]
+    assert torch.equal(torch.cat([p["labels"][:, :60] for p in parts]), batch["labels"][:, :60])
+    assert sum(int(p["attention_mask"].sum()) for p in parts) == sum(lengths)
+    assert batching.split(batch, 2400) == [batch] and len(batching.split(batch, 100)) == 8  # one row each
+
+
+@pytest.mark.parametrize("method", ["full", "lora"])
+def test_a_batch_in_passes_makes_the_same_update_as_the_whole_batch(
+    tiny_llama: str, tmp_path: Path, method: str
+) -> None:
+    """The real trainer's first (widest) batch, through training_step whole and with a budget of a few
+    hundred tokens: the model sees several narrower passes, and every gradient and the loss are the whole
+    batch's."""
+    import torch
+
+    data = {"dataset.path": str(spread_chats(tmp_path / "chats.jsonl", 120)), "dataset.max_length": 256}
+    data |= {"method": method, "lora.lora_dropout": 0.0}
+    seen: dict[int, list[tuple[int, ...]]] = {}
+    grads, losses = {}, {}
+    for budget in (0, 600):
+        cfg = config.load(DEMO, data | {"training.micro_batch_tokens": budget})
+        torch.manual_seed(0)  # the same LoRA initialisation both times
+        trainer, _, _ = train.build_trainer(
+            cfg, preflight.run(cfg), model.detect_device(), tmp_path / f"{budget}"
+        )
+        batch = next(iter(trainer.get_train_dataloader()))
+        shapes = seen[budget] = []
+        trainer.model.register_forward_pre_hook(
+            lambda _m, _a, kw, shapes=shapes: shapes.append(tuple(kw["input_ids"].shape)), with_kwargs=True
+        )
+        items = trainer._get_num_items_in_batch([batch], batch["input_ids"].device)
+        losses[budget] = float(trainer.training_step(trainer.model, batch, items))
+        grads[budget] = {n: p.grad.clone() for n, p in trainer.model.named_parameters() if p.grad is not None}
+    assert len(seen[0]) == 1 and len(seen[600]) > 1 and all(r * w <= 600 for r, w in seen[600])
+    assert sum(r for r, _ in seen[600]) == seen[0][0][0]
+    assert losses[600] == pytest.approx(losses[0], rel=1e-5)
+    assert grads[0].keys() == grads[600].keys() and grads[0]
+    for name, grad in grads[0].items():
+        torch.testing.assert_close(grads[600][name], grad, rtol=1e-4, atol=1e-6, msg=name)

@@ -77,6 +77,22 @@ def _zero_none(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return lambda value: None if not value else convert(value)
 
 
+def _tokens(value: Any) -> Any:
+    """A token budget from a dropdown that also takes a typed number: auto = unset, off = 0; text that is
+    not a number goes on as it is, for the schema to refuse with the field's name."""
+    text = _auto(_text(value))
+    if text is None or text == "off":
+        return None if text is None else 0
+    try:
+        return int(text.replace(",", ""))
+    except ValueError:
+        return text
+
+
+def _tokens_ui(value: Any) -> str:
+    return {None: AUTO, 0: "off"}.get(value, str(value))
+
+
 def _names(value: Any) -> Any:
     """'all-linear' stays a string; 'q_proj, v_proj' becomes a list."""
     text = _text(value)
@@ -100,6 +116,7 @@ CONVERTERS: dict[str, tuple[Callable[[Any], Any], Callable[[Any], Any]]] = {
     "int0": (_zero_none(_int), lambda v: v or 0),
     "float0": (_zero_none(_float), lambda v: v or 0),
     "names": (_names, _names_ui),
+    "tokens": (_tokens, _tokens_ui),
 }
 
 

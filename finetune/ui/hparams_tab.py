@@ -39,6 +39,7 @@ OPTIMIZERS = [
     "lion_8bit",
 ]
 TRISTATE = [("auto", "auto"), ("on", "on"), ("off", "off")]
+TOKEN_BUDGETS = ["auto", "off", "1024", "2048", "4096", "8192"]  # training.micro_batch_tokens (or typed)
 # The fields a preset may set; applying one resets the others here to their defaults first.
 HPARAM_PREFIXES = ("method", "lora.", "training.")
 
@@ -190,6 +191,13 @@ def _build_advanced(ctx: Ctx) -> None:
     with gr.Row():
         b.field("training.train_sampling_strategy", gr.Dropdown, convert="auto")
         b.field("training.padding_free", gr.Dropdown, convert="tristate", choices=TRISTATE)
+        b.field(
+            "training.micro_batch_tokens",
+            gr.Dropdown,
+            convert="tokens",
+            choices=TOKEN_BUDGETS,
+            allow_custom_value=True,
+        )
     with gr.Row():
         b.field("training.bf16", gr.Dropdown, convert="tristate", choices=TRISTATE)
         b.field("training.fp16", gr.Dropdown, convert="tristate", choices=TRISTATE)

@@ -106,6 +106,7 @@ def test_form_values_loads_a_config_into_the_form(ctx) -> None:
         ("training.learning_rate", 5.0, "en", "less than or equal to 1"),
         ("training.learning_rate", 5.0, "ja", "以下の値にしてください"),
         ("dataset.validation_split", 1.0, "ja", "より小さい値にしてください"),
+        ("training.micro_batch_tokens", "lots", "en", "valid integer"),
     ],
 )
 def test_problems_come_back_next_to_their_field(ctx, form, path, value, lang, expected) -> None:
@@ -159,6 +160,11 @@ def test_whole_config_problems_are_placed_by_the_path_they_name(ctx, form) -> No
         ("names", "all-linear", "all-linear"),
         ("names", "q_proj, v_proj", ["q_proj", "v_proj"]),
         ("text", "  ", None),
+        ("tokens", "auto", None),
+        ("tokens", "off", 0),
+        ("tokens", "2048", 2048),
+        ("tokens", " 3,000 ", 3000),
+        ("tokens", "lots", "lots"),  # the schema refuses it, naming the field
     ],
 )
 def test_converters(convert, ui, config_value) -> None:
