@@ -1,8 +1,8 @@
 // The Run section's live line (finetune/ui/live.py): once a second, the watched run's progress bar and new
 // log lines from GET tb-live/RUN, written into the page without a Gradio event. The progress wrapper
-// (.tb-live) names the run, language, state and queue the last Gradio view drew; when the answer's state
-// or queue differs, the hidden refresh button asks Gradio to redraw what follows them (Stop, Resume, the
-// queue, the config panel). The log box (.tb-logbox[data-off]) says up to which byte of train.log it holds.
+// (.tb-live) names the run, language, state and queue the last Gradio view drew, and whether its plots have
+// points; when the answer's state or queue differs, or the first points have arrived, the hidden refresh
+// button asks Gradio to redraw what follows them (Stop, Resume, the queue, the config panel, the plots). The log box (.tb-logbox[data-off]) says up to which byte of train.log it holds.
 () => {
   if (window.tbLive) return;
   const KEEP = 300; // log lines kept on screen, as runs.LOG_LINES
@@ -30,7 +30,8 @@
       live.innerHTML = got.progress;
       if (box && box.isConnected && box.dataset.off === off && got.log.length) append(box, got.log, got.log_off);
       const moved = got.state !== live.dataset.state || JSON.stringify(got.queue) !== live.dataset.queue;
-      if (moved && Date.now() - asked > 3000) { // one redraw at a time: it takes a moment to land
+      const firstPoints = live.dataset.plotted === "0" && got.points > 0; // the plots draw them at once
+      if ((moved || firstPoints) && Date.now() - asked > 3000) { // one redraw at a time: it takes a moment
         asked = Date.now();
         document.querySelector("#tb-live-refresh")?.click();
       }

@@ -8,7 +8,8 @@ at one event a second: the page's renderer took ~80% of a core, most of it there
 cores the training shares). A fetch and two innerHTML writes cost next to nothing. So the page's script
 polls this route for what changes every second (the progress bar, the log) and clicks the hidden refresh
 button (run_tab's ``refresh``) only when the run's state or the queue changed, for what a Gradio event
-must redraw: Stop/Resume, the queue, the config panel; the plots follow a slow gr.Timer (PLOT_EVERY).
+must redraw: Stop/Resume, the queue, the config panel, and when the first metrics of a run arrive (its first
+plot); the plots then follow a slow gr.Timer (PLOT_EVERY).
 
 The answer is rendered by the same functions as the Gradio view (run_tab.progress_bar), so the line reads
 the same whichever drew it.
@@ -46,6 +47,7 @@ def snapshot(root: Path, run_id: str, lang: str, log_off: int) -> dict[str, Any]
         "active": st.is_active(status),
         "queue": waiting,
         "progress": run_tab.progress_bar(run_id, status, rows, waiting, lang),
+        "points": len(rows),  # metrics rows: the page's first plot is drawn once there are some
         "log": lines,
         "log_off": log_off,
     }

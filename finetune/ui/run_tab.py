@@ -32,7 +32,10 @@ from finetune.ui.context import Ctx, config_from, engine_problems, merge
 from finetune.ui.downloads import download_file
 
 # Seconds between Gradio's redraws of the run on screen (the plots while it trains; live.js keeps the
-# progress line and log current in between, and asks for a redraw at once when the state changes).
+# progress line and log current in between, and asks for a redraw at once when the state changes or the
+# first points arrive). Each redraw costs the browser ~0.7 s of CPU, which a 2-core machine takes from the
+# trainer; 30 s saved little on runs of a minute (bench/RESULTS.md, 2026-12-08) and left the demo's plot
+# nearly still, so 10 s.
 PLOT_EVERY = 10.0
 PLOTS = {
     "loss_plot": {"loss": "loss", "eval_loss": "eval loss"},
@@ -278,8 +281,10 @@ def view(
         "timer": bool(follow.get("run")),
     }
     shown = {} if follow.get("fresh") else follow.get("shown") or {}
+    redraw = plots and _plots_due(follow, status)
+    plotted = bool(follow.get("plotted")) or (redraw and bool(rows))
     out: dict[Any, Any] = {
-        p.progress: live_line(follow["run"], status, rows, waiting, lang)
+        p.progress: live_line(follow["run"], status, rows, waiting, lang, plotted=plotted)
         if follow.get("run")
         else charts.no_run(lang),
         **(queue_view(ctx, waiting, lang) if queue_changed else {}),
@@ -294,7 +299,7 @@ def view(
         # never leave the page frozen on the old run.
         out[p.timer] = gr.Timer(PLOT_EVERY, active=controls["timer"])
     follow = {**follow, "shown": controls}
-    if plots and _plots_due(follow, status):
+    if redraw:
         for name, keys in PLOTS.items():
             out[p.plots[name]] = charts.metric_frame(rows, keys)
         follow = {**follow, "plotted": len(rows), "plotted_at": time.monotonic()}
@@ -305,22 +310,29 @@ def view(
 
 def _plots_due(follow: dict[str, Any], status: dict[str, Any]) -> bool:
     """Redraw the plots for new points at most every PLOT_EVERY seconds while a run trains (each redraw
-    costs the browser CPU the trainer shares on a small machine), at once otherwise."""
+    costs the browser CPU the trainer shares on a small machine), at once for the first points or a run
+    that has ended."""
     if len(follow.get("rows") or []) == follow.get("plotted") and not follow.get("fresh"):
         return False
-    if follow.get("fresh") or not st.is_active(status):
+    if follow.get("fresh") or not follow.get("plotted") or not st.is_active(status):
         return True
     return time.monotonic() - follow.get("plotted_at", 0.0) >= PLOT_EVERY
 
 
 def live_line(
-    run_id: str, status: dict[str, Any], rows: list[dict[str, Any]], waiting: list[str], lang: str
+    run_id: str,
+    status: dict[str, Any],
+    rows: list[dict[str, Any]],
+    waiting: list[str],
+    lang: str,
+    *,
+    plotted: bool = True,
 ) -> str:
-    """The progress bar in the wrapper live.js follows: which run, in which language, and the state and
-    queue this view drew (live.js asks for a redraw when they change)."""
+    """The progress bar in the wrapper live.js follows: which run, in which language, the state and queue
+    this view drew, and whether its plots have points (live.js asks for a redraw when any of it changes)."""
     state = status.get("state") or st.UNKNOWN
     queue = json.dumps(waiting, separators=(",", ":"), ensure_ascii=False)  # as JSON.stringify writes it
-    attrs = {"run": run_id, "lang": lang, "state": state, "queue": queue}
+    attrs = {"run": run_id, "lang": lang, "state": state, "queue": queue, "plotted": int(plotted)}
     data = " ".join(f"data-{key}='{charts.esc(value)}'" for key, value in attrs.items())
     return f"<div class='tb-live' {data}>{progress_bar(run_id, status, rows, waiting, lang)}</div>"
 

@@ -278,7 +278,7 @@ def test_start_and_watch_the_loss_plot_fill(page: Page, shot, app_home: Path) ->
     expect(line.first).to_be_attached(timeout=90_000)
     first = line.first.get_attribute("d") or ""
     expect(page.locator("#tb-log")).to_contain_text(re.compile(r"step \d+/20000"))
-    # The run is still going, and the plot grows: more points within a few seconds.
+    # The run is still going, and the plot grows: more points at the next redraw (run_tab.PLOT_EVERY).
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and (line.first.get_attribute("d") or "") == first:
         time.sleep(0.5)

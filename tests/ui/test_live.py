@@ -59,6 +59,21 @@ def test_the_answer_is_the_bar_the_gradio_view_draws(tmp_path: Path) -> None:
     assert f"data-run='{run_dir.name}'" in drawn and "data-state='queued'" in drawn
 
 
+def test_the_first_points_of_a_running_run_are_plotted_at_once(tmp_path: Path) -> None:
+    """The answer counts the run's metrics rows; a view whose plots are empty says so (data-plotted='0'),
+    live.js then asks for a redraw, and that redraw draws the points whenever the last one was."""
+    run_dir = a_running_run(tmp_path)
+    assert live.snapshot(tmp_path, run_dir.name, "en", -1)["points"] == 5
+    running = {"state": "running"}
+    assert "data-plotted='0'" in run_tab.live_line(run_dir.name, running, [], [], "en", plotted=False)
+    rows = [{"step": 1, "loss": 2.0}]
+    now = run_tab.time.monotonic()
+    assert run_tab._plots_due({"rows": rows, "plotted": 0, "plotted_at": now}, running)
+    assert not run_tab._plots_due({"rows": rows * 2, "plotted": 1, "plotted_at": now}, running)  # too soon
+    assert not run_tab._plots_due({"rows": rows, "plotted": 1, "plotted_at": 0.0}, running)  # nothing new
+    assert run_tab._plots_due({"rows": rows * 2, "plotted": 1, "plotted_at": now}, {"state": "finished"})
+
+
 @pytest.mark.parametrize("name", ["..", ".%2e", "%2e%2e", ".hidden", "nope", "..%2F..%2Fetc", "a%00b"])
 def test_only_a_run_folder_by_its_name(serve, tmp_path: Path, name: str) -> None:
     a_running_run(tmp_path / "runs")
